@@ -1,0 +1,609 @@
+"""The selector contract: :class:`BaseSelector`, :class:`Signals` and budget allocation.
+
+A selector picks rows of a training set from per-sample *signals* (embeddings,
+probabilities, training dynamics, ...). Every selector in :mod:`sk_coreset.selectors`
+derives from :class:`BaseSelector` and only implements how one *pool* (one class when
+``balance=True``, the whole set otherwise) is ranked; the base class owns parameter
+validation, label handling, budgets, the per-class loop and the fitted attributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import TransformerTags, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from skorch.helper import SliceDict
+
+__all__ = [
+    "BaseSelector",
+    "PoolSelection",
+    "ScoreSelector",
+    "SelectorSampler",
+    "Signals",
+    "allocate_budgets",
+    "resolve_budget",
+]
+
+# Number of dimensions of each well-known signal for ONE proxy initialisation. A signal
+# with one more dimension holds several initialisations on axis 1: (n, n_init, ...).
+SIGNAL_NDIM = {
+    "embedding": 2,
+    "proba": 2,
+    "logits": 2,
+    "correct": 2,
+    "true_proba": 2,
+    "margin": 2,
+    "loss": 2,
+    "deepfool": 1,
+    "scores": 1,
+}
+
+
+class Signals(SliceDict):
+    """Named per-sample arrays that share their first (row) dimension.
+
+    ``Signals`` is what a featurizer produces and a selector consumes. It is a
+    :class:`skorch.helper.SliceDict`, so scikit-learn can index and split it by rows
+    (``signals[idx]`` returns a ``Signals`` of those rows). Note that, as for every
+    ``SliceDict``, ``len(signals)`` is the number of rows, not the number of names.
+
+    Arrays that hold several proxy initialisations keep rows first and put the
+    initialisations on axis 1, e.g. ``proba`` of shape ``(n, n_init, C)``; see
+    :meth:`per_init`.
+
+    Parameters
+    ----------
+    **arrays : array-like
+        Named arrays (numpy, memory-mapped or torch tensors), all with the same first
+        dimension.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset import Signals
+    >>> S = Signals(embedding=np.zeros((4, 8)), proba=np.full((4, 2), 0.5))
+    >>> len(S), sorted(S.keys())
+    (4, ['embedding', 'proba'])
+    >>> S[:2]["embedding"].shape
+    (2, 8)
+    """
+
+    def __init__(self, **arrays):
+        if not arrays:
+            raise ValueError(
+                "Signals needs at least one named array, e.g. Signals(embedding=E)."
+            )
+        for name, value in arrays.items():
+            if not hasattr(value, "shape") or len(value.shape) == 0:
+                raise ValueError(
+                    f"Signal {name!r} must be an array with one row per sample; got "
+                    f"{type(value).__name__}. Pass a numpy array or torch tensor."
+                )
+        lengths = {name: value.shape[0] for name, value in arrays.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                f"All signals must have the same number of rows; got {lengths}. "
+                "Compute every signal on the same samples, in the same order."
+            )
+        super().__init__(**arrays)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.items())
+        return f"Signals({shapes})"
+
+    def per_init(self, name: str) -> np.ndarray:
+        """Return signal ``name`` with an explicit initialisation axis: ``(n, n_init, ...)``.
+
+        A signal recorded from one initialisation gets ``n_init = 1``.
+        """
+        value = self[name]
+        base = SIGNAL_NDIM.get(name)
+        if base is None or value.ndim == base + 1:
+            return value
+        if value.ndim == base:
+            return value[:, None]
+        raise ValueError(
+            f"Signal {name!r} has shape {tuple(value.shape)}; expected {base} dimensions "
+            f"(one initialisation) or {base + 1} (several, on axis 1)."
+        )
+
+
+def as_signals(X, own_signal: str) -> Signals:
+    """Wrap ``X`` as :class:`Signals`; a plain array becomes the signal ``own_signal``."""
+    if isinstance(X, Signals):
+        return X
+    if _is_mapping(X):
+        return Signals(**X)
+    if not hasattr(X, "shape"):
+        X = np.asarray(X)
+    if X.dtype == object:
+        raise ValueError(
+            f"Cannot use an object array as the {own_signal!r} signal; pass a numeric "
+            "array or a Signals mapping."
+        )
+    return Signals(**{own_signal: X})
+
+
+def resolve_budget(fraction, n_samples: int) -> int:
+    """Total number of rows to keep: ``round(fraction * n)`` for a float, the count for an int.
+
+    Rounding is half-up. Raises ``ValueError`` for a fraction outside (0, 1], a count
+    outside [1, n_samples] or a budget that rounds to zero.
+    """
+    if isinstance(fraction, (bool, np.bool_)):
+        raise ValueError(f"fraction must be a float in (0, 1] or an int count, not {fraction!r}.")
+    if isinstance(fraction, numbers.Integral):
+        if not 1 <= fraction <= n_samples:
+            raise ValueError(
+                f"fraction={fraction} is a count of samples and must lie in "
+                f"[1, {n_samples}] (the number of samples); pass a float in (0, 1] "
+                "for a proportion."
+            )
+        return int(fraction)
+    if not isinstance(fraction, numbers.Real) or not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"fraction={fraction!r} is invalid: pass a float in (0, 1] (the proportion "
+            "of samples to keep) or an int count."
+        )
+    budget = int(np.floor(fraction * n_samples + 0.5 + 1e-9))
+    if budget == 0:
+        raise ValueError(
+            f"fraction={fraction} of {n_samples} samples selects no sample (1 sample "
+            f"needs fraction >= {0.5 / n_samples:.3g}); raise fraction or pass an int count."
+        )
+    return min(budget, n_samples)
+
+
+def allocate_budgets(class_sizes, total: int) -> np.ndarray:
+    """Split ``total`` over classes in proportion to their sizes (largest remainder).
+
+    Each class gets the floor or the ceiling of its share ``total * n_c / n`` and never
+    more than it has; the budgets sum to exactly ``total``. Ties in the remainder go to
+    the class that comes first.
+
+    Examples
+    --------
+    >>> allocate_budgets([5, 3, 2], 5).tolist()
+    [3, 1, 1]
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    if not 0 <= total <= n:
+        raise ValueError(f"total budget {total} must lie in [0, {n}].")
+    scaled = sizes * int(total)
+    budgets = scaled // n
+    remainders = scaled % n
+    missing = int(total - budgets.sum())
+    order = np.lexsort((np.arange(len(sizes)), -remainders))
+    budgets[order[:missing]] += 1
+    return budgets
+
+
+class PoolSelection:
+    """What a selector's ``_select_pool`` returns for one pool (pool-local indices).
+
+    ``indices`` are in selection order (most important first); ``weights`` aligned with
+    them or ``None`` for all ones; ``scores`` one per pool row or ``None``.
+    """
+
+    __slots__ = ("indices", "weights", "scores")
+
+    def __init__(self, indices, weights=None, scores=None):
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.scores = None if scores is None else np.asarray(scores, dtype=np.float64)
+
+
+class BaseSelector(BaseEstimator):
+    """Base class of every coreset selector.
+
+    Subclasses declare the signals they read in ``_required_signals`` (the first one is
+    the signal a plain array stands for), whether they need labels in ``_requires_y``,
+    and implement ``_select_pool(signals, y, budget, random_state)``, which ranks the
+    rows of one pool and returns a :class:`PoolSelection`. Score-based selectors may
+    instead implement ``_score(signals, y, random_state)`` over all rows and let the base
+    class keep the best ``budget`` rows of each pool.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1] or int, default=0.1
+        Proportion of the samples to keep (rounded half-up), or a count of samples, as
+        ``train_size`` in :func:`sklearn.model_selection.train_test_split`.
+    balance : bool, default=True
+        Select every class independently, with largest-remainder per-class budgets
+        (the DeepCore protocol). With ``False`` the whole set is one pool.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every random choice (first centres, tie breaks, sampling).
+
+    Attributes
+    ----------
+    sample_indices_ : ndarray of int64
+        Selected row indices into the fitted data, most important first.
+    sample_weight_ : ndarray of float64
+        One weight per selected row; ones for methods without weights.
+    scores_ : ndarray of float64 of shape (n_samples,) or None
+        Per-row scores of score-based selectors, else ``None``.
+    classes_ : ndarray
+        The labels seen in ``fit`` (``[None]``-free: a single pool without labels gives
+        an empty array).
+    budgets_ : ndarray of int64
+        Rows kept per pool (per class with ``balance=True``).
+    class_rankings_ : list of ndarray
+        Per pool, the global row indices in selection order (length = that pool's budget).
+    n_samples_fit_ : int
+        Number of rows seen in ``fit``.
+    n_features_in_ : int
+        Width of ``X`` when it was a plain 2-D array.
+    """
+
+    _required_signals: tuple[str, ...] = ()
+    _requires_y: bool = False
+    #: a ranking fitted at one budget holds the ranking of every smaller budget as a prefix
+    _nested: bool = True
+    _returns_weights: bool = False
+
+    _parameter_constraints: dict = {
+        "fraction": [
+            Interval(numbers.Real, 0, 1, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "balance": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None):
+        self.fraction = fraction
+        self.balance = balance
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Select rows of ``X``.
+
+        Parameters
+        ----------
+        X : Signals, mapping of arrays, or array-like of shape (n_samples, ...)
+            The per-sample signals. A plain array is taken as this selector's own
+            signal (the first of ``_required_signals``).
+        y : array-like of shape (n_samples,), default=None
+            Labels, any hashable values. Needed with ``balance=True`` and by selectors
+            that use labels.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fraction()
+        signals = self._validate_signals(X, y)
+        n = signals.shape[0]
+        y_codes = self._encode_labels(y, n)
+        total = resolve_budget(self.fraction, n)
+        pools = self._pools(y_codes, n)
+        self.budgets_ = allocate_budgets([len(p) for p in pools], total)
+        rng = check_random_state(self.random_state)
+
+        scores = self._fit_scores(signals, y_codes, rng) if self._is_score_based() else None
+        rankings, weights = [], []
+        pool_scores = np.full(n, np.nan) if not self._is_score_based() else None
+        for pool, budget in zip(pools, self.budgets_):
+            if scores is not None:
+                picked = PoolSelection(self._rank_scores(scores[pool], budget, rng))
+            else:
+                picked = self._select_pool(
+                    signals[pool], None if y_codes is None else y_codes[pool], int(budget), rng
+                )
+                self._check_pool_result(picked, len(pool), int(budget))
+                if picked.scores is not None:
+                    pool_scores[pool] = picked.scores
+            rankings.append(pool[picked.indices])
+            weights.append(
+                np.ones(len(picked.indices)) if picked.weights is None else picked.weights
+            )
+
+        self.class_rankings_ = rankings
+        self.class_weights_ = weights
+        self.sample_indices_, self.sample_weight_ = self._merge(rankings, weights)
+        if scores is not None:
+            self.scores_ = np.asarray(scores, dtype=np.float64)
+        elif pool_scores is not None and not np.all(np.isnan(pool_scores)):
+            self.scores_ = pool_scores
+        else:
+            self.scores_ = None
+        self.n_samples_fit_ = n
+        self._fit_fingerprint = _fingerprint(X)
+        return self
+
+    def _signals_needed(self, signals) -> tuple[str, ...]:
+        """The signals this fit reads (all of ``_required_signals`` by default)."""
+        return self._required_signals
+
+    def _is_score_based(self) -> bool:
+        return type(self)._score is not BaseSelector._score
+
+    def _score(self, signals, y, random_state):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _fit_scores(self, signals, y, random_state):
+        return self._score(signals, y, random_state)
+
+    def _select_pool(self, signals, y, budget, random_state):  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement _select_pool or _score")
+
+    def _rank_scores(self, scores, budget, rng) -> np.ndarray:
+        """Pool-local indices of the ``budget`` rows with the highest score.
+
+        Ties break by a random order drawn from ``rng`` (never by array position).
+        """
+        tie_break = rng.permutation(len(scores))
+        order = np.lexsort((tie_break, -np.asarray(scores, dtype=np.float64)))
+        return order[:budget]
+
+    # -------------------------------------------------------------- validation
+    def _check_fraction(self):
+        self._validate_params()
+        if isinstance(self.fraction, (bool, np.bool_)):
+            raise ValueError("fraction must be a float in (0, 1] or an int count, not a bool.")
+
+    def _as_signals(self, X) -> Signals:
+        own = self._required_signals[0] if self._required_signals else "X"
+        return as_signals(self._check_plain_array(X, reset=True), own)
+
+    def _check_plain_array(self, X, reset):
+        """scikit-learn's checks and messages (sparse, complex, 1-D, empty) for plain arrays."""
+        if _is_mapping(X) or isinstance(X, torch.Tensor):
+            return X
+        X = validate_data(
+            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_all_finite=False
+        )
+        if not reset and self._required_signals:
+            _check_finite(self._required_signals[0], X)
+        return X
+
+    def _validate_signals(self, X, y) -> Signals:
+        signals = self._as_signals(X)
+        n = signals.shape[0]
+        if n == 0:
+            raise ValueError("Cannot select from 0 samples: X is empty.")
+        if y is not None and len(y) != n:
+            raise ValueError(
+                f"X has {n} samples but y has {len(y)} labels; pass one label per row "
+                "of the signals."
+            )
+        needed = self._signals_needed(signals)
+        missing = [s for s in needed if s not in signals]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs the signal(s) {missing} but got "
+                f"{sorted(signals.keys())}. Compute them with NetFeaturizer.signals(X, y) "
+                "or pass Signals(" + ", ".join(f"{m}=..." for m in missing) + ")."
+            )
+        for name in needed:
+            _check_finite(name, signals[name])
+        if self._requires_y and y is None and "scores" not in needed:
+            raise ValueError(f"{type(self).__name__} needs labels: call fit(X, y).")
+        return signals
+
+    def _encode_labels(self, y, n):
+        if y is None:
+            self.classes_ = np.array([])
+            return None
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(
+                f"y must be 1-D with one label per sample; got shape {y.shape}."
+            )
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf; remove those rows or fix the labels.")
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        return codes.astype(np.int64)
+
+    def _pools(self, y_codes, n):
+        if not self.balance or y_codes is None:
+            return [np.arange(n)]
+        order = np.argsort(y_codes, kind="stable")
+        bounds = np.searchsorted(y_codes[order], np.arange(1, len(self.classes_)))
+        return np.split(order, bounds)
+
+    @staticmethod
+    def _check_pool_result(picked: PoolSelection, pool_size: int, budget: int):
+        idx = picked.indices
+        if len(idx) != budget or len(np.unique(idx)) != budget or (
+            budget and (idx.min() < 0 or idx.max() >= pool_size)
+        ):
+            raise RuntimeError(
+                f"internal error: a pool of {pool_size} rows returned {len(idx)} indices "
+                f"for a budget of {budget}; please report this."
+            )
+
+    @staticmethod
+    def _merge(rankings, weights):
+        """Interleave per-pool rankings so that every prefix is roughly class-balanced."""
+        if len(rankings) == 1:
+            return rankings[0].astype(np.int64), weights[0].astype(np.float64)
+        keys = np.concatenate(
+            [(np.arange(len(r)) + 0.5) / max(len(r), 1) for r in rankings]
+        )
+        order = np.argsort(keys, kind="stable")
+        return (
+            np.concatenate(rankings).astype(np.int64)[order],
+            np.concatenate(weights).astype(np.float64)[order],
+        )
+
+    # --------------------------------------------------------------- outputs
+    def get_support(self, indices: bool = False):
+        """Boolean mask over the fitted rows (or the selected indices with ``indices=True``)."""
+        check_is_fitted(self, "sample_indices_")
+        if indices:
+            return self.sample_indices_.copy()
+        mask = np.zeros(self.n_samples_fit_, dtype=bool)
+        mask[self.sample_indices_] = True
+        return mask
+
+    def fit_resample(self, X, y):
+        """Fit and return ``(X[idx], y[idx])``: imbalanced-learn's sampler protocol.
+
+        ``X`` may be the signals or any row-indexable data aligned with them when the
+        selector needs no signal (e.g. :class:`RandomSelector`). Inside
+        imbalanced-learn's ``Pipeline`` use :meth:`as_sampler`.
+        """
+        self.fit(X, y)
+        return _take(X, self.sample_indices_), _take(y, self.sample_indices_)
+
+    def fit_transform(self, X, y=None):
+        """Fit and return the selected rows of ``X`` (apricot's convention)."""
+        return self.fit(X, y).transform(X)
+
+    def as_sampler(self) -> "SelectorSampler":
+        """This selector as an imbalanced-learn sampler (``fit_resample`` only).
+
+        imbalanced-learn's ``Pipeline`` refuses a step that has both ``fit_resample`` and
+        ``transform``, and selectors keep apricot's ``transform``; the wrapper drops it.
+        """
+        return SelectorSampler(self)
+
+    def transform(self, X):
+        """Return the selected rows of the data passed to ``fit``; other data is refused."""
+        check_is_fitted(self, "sample_indices_")
+        self._check_plain_array(X, reset=False)
+        if _fingerprint(X) != self._fit_fingerprint:
+            raise ValueError(
+                "transform(X) only returns the selected rows of the data passed to fit; "
+                "X differs from it. Call fit(X, y) on this data first, or index it with "
+                "get_support()."
+            )
+        return _take(X, self.sample_indices_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        # transform returns selected rows of the fitted data, not one row per input row
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
+        return tags
+
+
+def _is_mapping(X) -> bool:
+    return isinstance(X, Mapping) and not sp.issparse(X)  # dok sparse matrices are dicts
+
+
+def _check_finite(name, value):
+    arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+        raise ValueError(
+            f"Signal {name!r} contains NaN or inf in {bad} row(s). Remove or repair those "
+            "rows (e.g. the proxy diverged: lower its learning rate) before selecting."
+        )
+    if arr.dtype.kind not in "fciub":
+        raise ValueError(f"Signal {name!r} must be numeric; got dtype {arr.dtype}.")
+
+
+def _take(X, indices):
+    if isinstance(X, (list, tuple)):
+        return [X[i] for i in indices]
+    if hasattr(X, "iloc"):
+        return X.iloc[indices]
+    return X[indices]
+
+
+def _fingerprint(X):
+    """A cheap identity check for ``transform``: shape plus a hash of a few rows."""
+    if _is_mapping(X):
+        return tuple(sorted((k, _fingerprint(v)) for k, v in X.items()))
+    if sp.issparse(X):
+        arr = X.tocsr().data
+    elif isinstance(X, torch.Tensor):
+        arr = X.detach().cpu().numpy()
+    elif hasattr(X, "__array__"):
+        arr = np.asarray(X)
+    else:
+        return (_num_samples(X), id(X))
+    rows = arr[:: max(1, len(arr) // 64)] if arr.ndim else arr
+    return (_num_samples(X), hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest())
+
+
+class SelectorSampler(BaseEstimator):
+    """A selector as an imbalanced-learn sampler: ``fit_resample`` and nothing else.
+
+    Parameters
+    ----------
+    selector : BaseSelector
+        The selector to fit on each call of ``fit_resample``; it is cloned, so the same
+        instance can appear in several pipelines.
+
+    Attributes
+    ----------
+    selector_ : BaseSelector
+        The fitted clone.
+
+    Examples
+    --------
+    >>> from imblearn.pipeline import Pipeline
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sk_coreset import RandomSelector
+    >>> pipe = Pipeline([("select", RandomSelector(fraction=0.5).as_sampler()),
+    ...                  ("clf", LogisticRegression())])
+    """
+
+    def __init__(self, selector):
+        self.selector = selector
+
+    def fit_resample(self, X, y):
+        """Fit a clone of ``selector`` and return ``(X[idx], y[idx])``."""
+        self.selector_ = clone(self.selector)
+        return self.selector_.fit_resample(X, y)
+
+    def fit(self, X, y):
+        """Fit a clone of ``selector`` (``fit_resample`` without the output)."""
+        self.fit_resample(X, y)
+        return self
+
+
+class ScoreSelector(BaseSelector):
+    """Base of score-based selectors: score every row, keep the best ``budget`` per pool.
+
+    Subclasses implement ``_score(signals, y, random_state) -> ndarray (n,)`` and give
+    ``keep`` a documented default in their ``__init__``. Any score-based selector also
+    accepts a 1-D array of precomputed scores (or ``Signals(scores=...)``) instead of
+    its signals. Ties break by a random order drawn from ``random_state``.
+
+    Parameters
+    ----------
+    fraction, balance, random_state
+        As in :class:`BaseSelector`.
+    keep : {"highest", "lowest"}
+        Which end of the score ranking is selected.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseSelector._parameter_constraints,
+        "keep": [StrOptions({"highest", "lowest"})],
+    }
+
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest"):
+        super().__init__(fraction, balance=balance, random_state=random_state)
+        self.keep = keep
+
+    def _as_signals(self, X):
+        if hasattr(X, "ndim") and X.ndim == 1:
+            return Signals(scores=X)
+        return super()._as_signals(X)
+
+    def _signals_needed(self, signals):
+        return ("scores",) if "scores" in signals else self._required_signals
+
+    def _fit_scores(self, signals, y, random_state):
+        if "scores" in signals:
+            return np.asarray(signals["scores"], dtype=np.float64)
+        return self._score(signals, y, random_state)
+
+    def _rank_scores(self, scores, budget, rng):
+        signed = scores if self.keep == "highest" else -np.asarray(scores, dtype=np.float64)
+        return super()._rank_scores(signed, budget, rng)
