@@ -21,6 +21,16 @@ TRANSFORM_CHECKS = {
     "check_transformer_general(readonly_memmap=True)": ROW_SUBSET,
     "check_transformer_data_not_an_array": ROW_SUBSET,
 }
+# These call transform on data other than the fitted data, which is refused by design
+# (mapping selected indices onto other rows would silently return the wrong rows).
+OTHER_DATA = "transform refuses data other than the fitted data, by design"
+TRANSFORM_CHECKS.update(
+    {
+        "check_fit_idempotent": OTHER_DATA,
+        "check_methods_sample_order_invariance": OTHER_DATA,
+        "check_methods_subset_invariance": OTHER_DATA,
+    }
+)
 # RandomSelector reads no signal: rows may be arbitrary items (1-D lists, strings).
 RANDOM_CHECKS = {
     "check_fit1d": "any row-indexable data is accepted, 1-D included",

@@ -39,16 +39,17 @@ class RandomSelector(BaseSelector):
     """
 
     def _as_signals(self, X):
-        if (hasattr(X, "__array__") or sp.issparse(X)) and not (
-            _is_mapping(X) or isinstance(X, torch.Tensor)
-        ):
-            two_d = sp.issparse(X) or np.ndim(X) >= 2  # rows may be 1-D items too
-            X = validate_data(self, X, accept_sparse=True, allow_nd=True, dtype=None,
-                              ensure_2d=two_d, ensure_all_finite=False)
+        X = self._check_plain_array(X, reset=True)
         return Signals(rows=np.empty((_num_samples(X), 0)))
 
     def _check_plain_array(self, X, reset):
-        return X
+        if _is_mapping(X) or isinstance(X, torch.Tensor):
+            return X
+        if not (hasattr(X, "__array__") or sp.issparse(X)):
+            return X  # lists, torch Datasets: rows are never read
+        two_d = sp.issparse(X) or np.ndim(X) >= 2  # rows may be 1-D items too
+        return validate_data(self, X, reset=reset, accept_sparse=True, allow_nd=True,
+                             dtype=None, ensure_2d=two_d, ensure_all_finite=False)
 
     def _select_pool(self, signals, y, budget, random_state):
         return PoolSelection(random_state.permutation(signals.shape[0])[:budget])
