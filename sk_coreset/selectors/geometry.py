@@ -1,0 +1,414 @@
+"""Geometry-based selectors: Herding, k-center greedy and Contextual Diversity.
+
+All three are sequential greedy loops over one pool. Each step costs one pass over the
+pool's signal matrix (a matrix-vector product), so a pool of ``n`` rows of width ``d``
+with budget ``k`` costs O(k·n·d) time and O(n) extra memory: no distance matrix is ever
+kept. The loops run on torch, on the device of the signals (a CUDA tensor keeps them on
+the GPU) or on ``device``; they never synchronise with the host inside the loop.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from tqdm.auto import tqdm
+
+from ..base import BaseSelector, PoolSelection, Signals
+from ..kernels import resolve_device
+from ._registry import register_selector
+from .uncertainty import _check_proba
+
+__all__ = ["ContextualDiversity", "Herding", "KCenterGreedy", "k_center_greedy"]
+
+# Largest temporary block (bytes) of a distance computation against several centres.
+_BLOCK_BYTES = 64 * 2**20
+
+# Key of the hidden per-row signal that carries ``already_selected`` through the pools.
+_INITIAL_KEY = "_already_selected_rank"
+
+
+def _working_tensor(x, device=None) -> torch.Tensor:
+    """``x`` as a float tensor on ``device`` (default: where it lives; numpy -> CPU).
+
+    float64 input stays float64, anything else becomes float32; no copy when ``x``
+    already is such a tensor on that device.
+    """
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    try:
+        target = t.device if device is None else resolve_device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device={device!r} is not a torch device; pass None, 'auto', 'cpu' or 'cuda'."
+        ) from err
+    return t.to(device=target, dtype=dtype)
+
+
+class _Metric:
+    """Distances from every row of a pool to chosen rows, with per-row terms cached.
+
+    Both metrics have the form ``s_i + s_j - <A_i, B_j>`` for per-row terms ``s`` and
+    row features ``A``, ``B``, so a step is one matrix-vector product.
+    """
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, self_term: torch.Tensor):
+        self.A, self.B, self.self_term = A, B, self_term
+
+    def block(self, idx: torch.Tensor) -> torch.Tensor:
+        """(n, len(idx)) distances."""
+        inner = self.A @ self.B.index_select(0, idx).T
+        return self.self_term[:, None] + self.self_term.index_select(0, idx)[None, :] - inner
+
+    def one(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """(n,) distances to the single row ``idx`` (shape (1,)), written into ``out``."""
+        torch.addmv(self.self_term, self.A, self.B.index_select(0, idx)[0], alpha=-1.0, out=out)
+        return out.add_(self.self_term.index_select(0, idx))
+
+
+def _euclidean(X: torch.Tensor) -> _Metric:
+    """Half the squared Euclidean distance, ``||x_i - x_j||^2 / 2`` (same ranking)."""
+    return _Metric(X, X, 0.5 * torch.linalg.vector_norm(X, dim=1).square())
+
+
+def _symmetric_kl(P: torch.Tensor, eps: float) -> _Metric:
+    """``0.5 KL(p||q) + 0.5 KL(q||p)``, the distance of :func:`sk_coreset.kernels.symmetric_kl`.
+
+    The logarithms and the ``sum p log p`` terms are computed once per pool rather than
+    at every step: ``0.5 * (H_i + H_j - <p_i, log p_j> - <log p_i, p_j>)``.
+    """
+    logs = P.clamp_min(eps).log()
+    self_term = 0.5 * torch.einsum("ij,ij->i", P, logs)
+    return _Metric(0.5 * torch.cat([P, logs], 1), torch.cat([logs, P], 1), self_term)
+
+
+def _farthest_first(metric: _Metric, budget: int, initial: torch.Tensor,
+                    verbose: bool = False) -> torch.Tensor:
+    """Greedy farthest-first traversal with an O(n) running minimum.
+
+    ``initial`` (non-empty, at most ``budget``) are the first centres; they count
+    toward the budget and come first in the returned order. Distances to several
+    initial centres are computed in blocks of bounded memory. Exact ties go to the
+    lowest row index.
+    """
+    n, device, dtype = metric.A.shape[0], metric.A.device, metric.A.dtype
+    selected = torch.empty(budget, dtype=torch.long, device=device)
+    m = len(initial)
+    selected[:m] = initial
+    min_dist = torch.full((n,), float("inf"), dtype=dtype, device=device)
+    block = max(1, _BLOCK_BYTES // (n * torch.finfo(dtype).bits // 8))
+    for start in range(0, m, block):
+        d = metric.block(initial[start : start + block])
+        torch.minimum(min_dist, d.min(dim=1).values, out=min_dist)
+    min_dist[initial] = -1.0
+    dist = torch.empty_like(min_dist)
+    for step in tqdm(range(m, budget), disable=not verbose, desc="farthest-first"):
+        centre = torch.argmax(min_dist).view(1)
+        selected[step] = centre[0]
+        if step + 1 < budget:
+            torch.minimum(min_dist, metric.one(centre, dist), out=min_dist)
+        min_dist.index_fill_(0, centre, -1.0)
+    return selected
+
+
+def k_center_greedy(
+    embedding,
+    budget: int,
+    *,
+    initial=None,
+    random_state=None,
+    device=None,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Farthest-first (k-center greedy) selection of ``budget`` rows of ``embedding``.
+
+    Parameters
+    ----------
+    embedding : ndarray or tensor of shape (n, d)
+        The points; a CUDA tensor keeps the computation on its GPU.
+    budget : int
+        Number of rows to return, in [0, n].
+    initial : array-like of int, default=None
+        First centres (row indices); they count toward the budget. Default: one row
+        drawn uniformly from ``random_state``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random first centre.
+    device : str, torch.device or None, default=None
+        Where to compute; ``None`` means where ``embedding`` lives.
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray of int64 of shape (budget,)
+        Row indices in selection order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset.selectors.geometry import k_center_greedy
+    >>> X = np.array([[0.0], [1.0], [10.0], [4.0]])
+    >>> k_center_greedy(X, 3, initial=[0]).tolist()
+    [0, 2, 3]
+    """
+    X = _working_tensor(embedding, device)
+    X = X.reshape(X.shape[0], -1)
+    return _k_center(_euclidean(X), budget, initial, check_random_state(random_state), verbose)
+
+
+def _k_center(metric: _Metric, budget, initial, rng, verbose) -> np.ndarray:
+    n = metric.A.shape[0]
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget={budget} must lie in [0, {n}] (the number of rows).")
+    if budget == 0:
+        return np.empty(0, dtype=np.int64)
+    if initial is None or len(initial) == 0:
+        initial = [rng.randint(n)]
+    initial = np.asarray(initial, dtype=np.int64)
+    if initial.min() < 0 or initial.max() >= n or len(np.unique(initial)) != len(initial):
+        raise ValueError(f"initial centres must be distinct row indices in [0, {n}).")
+    if len(initial) > budget:
+        raise ValueError(
+            f"{len(initial)} already-selected rows exceed the budget of {budget} for this "
+            "pool; they count toward the budget, so raise fraction or pass fewer rows."
+        )
+    init = torch.as_tensor(initial, device=metric.A.device)
+    out = _farthest_first(metric, budget, init, verbose)
+    return out.cpu().numpy()
+
+
+class _FarthestFirst(BaseSelector):
+    """Shared machinery of k-center greedy and Contextual Diversity."""
+
+    _parameter_constraints: dict = {
+        **BaseSelector._parameter_constraints,
+        "already_selected": ["array-like", None],
+        "device": [None, str, torch.device],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None,
+                 already_selected=None, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state)
+        self.already_selected = already_selected
+        self.device = device
+        self.verbose = verbose
+
+    def _validate_signals(self, X, y) -> Signals:
+        signals = super()._validate_signals(X, y)
+        if self.already_selected is None:
+            return signals
+        n = signals.shape[0]
+        idx = np.asarray(self.already_selected)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise ValueError(
+                "already_selected must be a 1-D array of integer row indices into X; got "
+                f"dtype {idx.dtype} and shape {idx.shape}."
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= n or len(np.unique(idx)) != len(idx)):
+            raise ValueError(
+                f"already_selected must hold distinct row indices in [0, {n}); fix the "
+                "indices or pass None for a random first centre."
+            )
+        rank = np.full(n, -1, dtype=np.int64)
+        rank[idx] = np.arange(len(idx))
+        return Signals(**signals, **{_INITIAL_KEY: rank})
+
+    def _pool_initial(self, signals):
+        if _INITIAL_KEY not in signals:
+            return None
+        rank = np.asarray(signals[_INITIAL_KEY])
+        chosen = np.flatnonzero(rank >= 0)
+        return chosen[np.argsort(rank[chosen], kind="stable")]
+
+    def _select_pool(self, signals, y, budget, random_state):
+        X = _working_tensor(signals[self._required_signals[0]], self.device)
+        X = X.reshape(X.shape[0], -1)
+        indices = _k_center(self._metric(X), budget, self._pool_initial(signals),
+                            random_state, self.verbose)
+        return PoolSelection(indices)
+
+
+@register_selector("kCenterGreedy", "KCenter", "k-center", "CoreSet")
+class KCenterGreedy(_FarthestFirst):
+    """k-center greedy (Sener & Savarese core-set): farthest-first in embedding space.
+
+    The first centre is a row drawn from ``random_state`` (or the ``already_selected``
+    rows of the pool); then, repeatedly, the row farthest from its nearest centre is
+    added. Only the running minimum distance (one value per row) is kept, and each step
+    is one matrix-vector product, so a pool of ``n`` rows with budget ``k`` costs
+    O(k·n·d) time and O(n) extra memory.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1] or int, default=0.1
+        Proportion (or count) of rows to keep.
+    balance : bool, default=True
+        Select every class independently.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random first centre of each pool.
+    already_selected : array-like of int, default=None
+        Row indices to use as the first centres (in this order). They are part of the
+        selection and count toward the budget; with ``balance=True`` each pool starts
+        from its own already-selected rows (a pool with none starts from a random row).
+        More already-selected rows than a pool's budget raise a ``ValueError``.
+    device : str, torch.device or None, default=None
+        Where to compute; ``None`` follows the signal (numpy arrays and CPU tensors run
+        on the CPU, CUDA tensors on their GPU); ``"auto"`` picks CUDA when available.
+    verbose : bool, default=False
+        Show a progress bar per pool.
+
+    Attributes
+    ----------
+    sample_indices_, sample_weight_, scores_, classes_, budgets_, class_rankings_
+        As in :class:`~sk_coreset.base.BaseSelector`; ``scores_`` is ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset.selectors.geometry import KCenterGreedy
+    >>> X = np.random.RandomState(0).normal(size=(100, 8))
+    >>> KCenterGreedy(fraction=0.05, balance=False, random_state=0).fit(X).sample_indices_.shape
+    (5,)
+    """
+
+    _required_signals = ("embedding",)
+
+    def _metric(self, X):
+        return _euclidean(X)
+
+
+@register_selector("ContextualDiversity", "CD")
+class ContextualDiversity(_FarthestFirst):
+    """Contextual Diversity: k-center greedy under the symmetric KL divergence.
+
+    Farthest-first traversal of the softmax vectors with the distance
+    ``0.5 KL(p||q) + 0.5 KL(q||p)``, probabilities clamped at ``eps`` before the
+    logarithm so that zero probabilities give finite distances.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1] or int, default=0.1
+        Proportion (or count) of rows to keep.
+    balance : bool, default=True
+        Select every class independently.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random first centre of each pool.
+    already_selected : array-like of int, default=None
+        First centres, counting toward the budget (see :class:`KCenterGreedy`).
+    eps : float, default=1e-8
+        Clamp of the probabilities inside the logarithm.
+    device : str, torch.device or None, default=None
+        Where to compute; ``None`` follows the signal.
+    verbose : bool, default=False
+        Show a progress bar per pool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset.selectors.geometry import ContextualDiversity
+    >>> P = np.random.RandomState(0).dirichlet(np.ones(3), size=50)
+    >>> sel = ContextualDiversity(fraction=0.1, balance=False, random_state=0).fit(P)
+    >>> sel.sample_indices_.shape
+    (5,)
+    """
+
+    _required_signals = ("proba",)
+    _parameter_constraints: dict = {
+        **_FarthestFirst._parameter_constraints,
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None,
+                 already_selected=None, eps=1e-8, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state,
+                         already_selected=already_selected, device=device, verbose=verbose)
+        self.eps = eps
+
+    def _metric(self, P):
+        return _symmetric_kl(_check_proba(P), self.eps)
+
+
+@register_selector("Herding")
+class Herding(BaseSelector):
+    """Kernel herding in embedding space (Welling 2009; Chen et al. 2010).
+
+    With ``mu`` the pool's mean embedding, step ``t`` picks the unselected row ``x``
+    minimising ``||t * mu - sum(selected) - x||``: the point that brings the mean of the
+    selection closest to ``mu``. (The DeepCore reference takes the argmax, which
+    selects outliers; this is the published rule.) A running sum of the selected rows
+    makes each step one matrix-vector product: O(k·n·d) time, O(n) extra memory. Exact
+    ties go to the lowest row index.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1] or int, default=0.1
+        Proportion (or count) of rows to keep.
+    balance : bool, default=True
+        Select every class independently (herding toward each class mean).
+    random_state : int, RandomState instance or None, default=None
+        Unused (herding is deterministic); kept for the common interface.
+    device : str, torch.device or None, default=None
+        Where to compute; ``None`` follows the signal.
+    verbose : bool, default=False
+        Show a progress bar per pool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset.selectors.geometry import Herding
+    >>> X = np.array([[0.0], [1.0], [2.0], [10.0]])
+    >>> Herding(fraction=2, balance=False).fit(X).sample_indices_.tolist()
+    [2, 1]
+    """
+
+    _required_signals = ("embedding",)
+    _parameter_constraints: dict = {
+        **BaseSelector._parameter_constraints,
+        "device": [None, str, torch.device],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, device=None,
+                 verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state)
+        self.device = device
+        self.verbose = verbose
+
+    def _select_pool(self, signals, y, budget, random_state):
+        X = _working_tensor(signals["embedding"], self.device)
+        X = X.reshape(X.shape[0], -1)
+        return PoolSelection(_herding(X, budget, self.verbose).cpu().numpy())
+
+
+def _float64_sum(X: torch.Tensor) -> torch.Tensor:
+    """Column sums in float64, in row blocks (``X.sum(0, dtype=float64)`` copies all of X)."""
+    block = max(1, 2**22 // (8 * max(1, X.shape[1])))  # 4 MiB float64 blocks
+    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], block):
+        total += X[start : start + block].sum(0, dtype=torch.float64)
+    return total
+
+
+def _herding(X: torch.Tensor, budget: int, verbose: bool) -> torch.Tensor:
+    """Herding order of ``budget`` rows of ``X``; the targets are accumulated in float64."""
+    n = X.shape[0]
+    selected = torch.empty(budget, dtype=torch.long, device=X.device)
+    if budget == 0:
+        return selected
+    # ||target - x||^2 / 2 = ||x||^2 / 2 - <x, target> + const; a selected row gets an
+    # infinite ||x||^2 term so that it is never picked again.
+    half_sq = 0.5 * torch.linalg.vector_norm(X, dim=1).square()
+    mu = _float64_sum(X) / n
+    running = torch.zeros_like(mu)
+    cost = torch.empty_like(half_sq)
+    for t in tqdm(range(1, budget + 1), disable=not verbose, desc="herding"):
+        torch.addmv(half_sq, X, (t * mu - running).to(X.dtype), alpha=-1.0, out=cost)
+        pick = torch.argmin(cost).view(1)
+        selected[t - 1] = pick[0]
+        half_sq.index_fill_(0, pick, float("inf"))
+        running += X.index_select(0, pick)[0]
+    return selected
