@@ -13,26 +13,19 @@ the (sub)set of test images. Results go to benchmarks/results/ as JSON and markd
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/selectors.py
-# would shadow the standard library's `selectors` (imported by subprocess, hence torch).
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from sk_coreset.kernels import resolve_device  # noqa: E402
-from sk_coreset.trainer import NetClassifier  # noqa: E402
+from sk_coreset.kernels import resolve_device
+from sk_coreset.trainer import NetClassifier
 
 HERE = Path(__file__).resolve().parent
 

@@ -42,6 +42,7 @@ SIGNAL_NDIM = {
     "true_proba": 2,
     "margin": 2,
     "loss": 2,
+    "proba_history": 3,
     "deepfool": 1,
     "scores": 1,
 }
@@ -249,6 +250,9 @@ class BaseSelector(BaseEstimator):
     #: a ranking fitted at one budget holds the ranking of every smaller budget as a prefix
     _nested: bool = True
     _returns_weights: bool = False
+    #: a row's score depends on that row's signals only, so scores may be computed per
+    #: class block (bounded memory); False computes them over all rows at once
+    _rowwise_scores: bool = False
 
     _parameter_constraints: dict = {
         "fraction": [
@@ -288,18 +292,20 @@ class BaseSelector(BaseEstimator):
         total = resolve_budget(self.fraction, n)
         pools = self._pools(y_codes, n)
         self.budgets_ = allocate_budgets([len(p) for p in pools], total)
-        rng = check_random_state(self.random_state)
-
-        scores = self._fit_scores(signals, y_codes, rng) if self._is_score_based() else None
+        # one seed per pool, drawn up front, so pools are independent of each other
+        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=len(pools) + 1)
+        scores = None
+        if self._is_score_based():
+            scores = self._fit_scores(signals, y_codes, pools, np.random.RandomState(seeds[-1]))
         rankings, weights = [], []
-        pool_scores = np.full(n, np.nan) if not self._is_score_based() else None
-        for pool, budget in zip(pools, self.budgets_):
+        pool_scores = np.full(n, np.nan) if scores is None else None
+        for pool, budget, seed in zip(pools, self.budgets_, seeds):
+            rng = np.random.RandomState(seed)
             if scores is not None:
                 picked = PoolSelection(self._rank_scores(scores[pool], budget, rng))
             else:
-                picked = self._select_pool(
-                    signals[pool], None if y_codes is None else y_codes[pool], int(budget), rng
-                )
+                y_pool = None if y_codes is None else y_codes[pool]
+                picked = self._select_pool(_rows(signals, pool), y_pool, int(budget), rng)
                 self._check_pool_result(picked, len(pool), int(budget))
                 if picked.scores is not None:
                     pool_scores[pool] = picked.scores
@@ -331,8 +337,15 @@ class BaseSelector(BaseEstimator):
     def _score(self, signals, y, random_state):  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _fit_scores(self, signals, y, random_state):
-        return self._score(signals, y, random_state)
+    def _fit_scores(self, signals, y, pools, random_state):
+        """Scores of every row: per pool for row-wise scores, so memory stays per class."""
+        if not self._rowwise_scores:
+            return np.asarray(self._score(signals, y, random_state), dtype=np.float64)
+        scores = np.empty(signals.shape[0])
+        for pool in _chunks(pools):
+            scores[pool] = self._score(_rows(signals, pool), None if y is None else y[pool],
+                                       random_state)
+        return scores
 
     def _select_pool(self, signals, y, budget, random_state):  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement _select_pool or _score")
@@ -489,20 +502,55 @@ class BaseSelector(BaseEstimator):
         return tags
 
 
+def _rows(signals: Signals, rows) -> Signals:
+    """The given rows of every signal, read into memory (memory-mapped and dask arrays).
+
+    When ``rows`` is every row in order, in-memory arrays are passed through uncopied.
+    """
+    everything = len(rows) == signals.shape[0] and np.array_equal(rows, np.arange(len(rows)))
+    out = {}
+    for name, value in signals.items():
+        part = value if everything else value[rows]
+        if hasattr(part, "compute"):  # dask
+            part = part.compute()
+        elif isinstance(part, np.memmap):
+            part = np.asarray(part)
+        out[name] = part
+    return Signals(**out)
+
+
+def _chunks(pools, size=1 << 16):
+    """Split pools of row indices into blocks of at most ``size`` rows."""
+    for pool in pools:
+        for start in range(0, len(pool), size):
+            yield pool[start : start + size]
+
+
 def _is_mapping(X) -> bool:
     return isinstance(X, Mapping) and not sp.issparse(X)  # dok sparse matrices are dicts
 
 
-def _check_finite(name, value):
-    arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+def _check_finite(name, value, block=1 << 16):
+    """Raise if ``value`` holds NaN/inf; reads memory-mapped and dask arrays in row blocks."""
+    dtype = np.dtype(str(value.dtype).replace("torch.", "")) if hasattr(value, "dtype") else None
+    if dtype is None or dtype.kind not in "fciub":
+        raise ValueError(f"Signal {name!r} must be numeric; got dtype {dtype}.")
+    if dtype.kind not in "fc":
+        return
+    bad = 0
+    for start in range(0, value.shape[0], block):
+        part = value[start : start + block]
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().numpy()
+        elif hasattr(part, "compute"):
+            part = part.compute()
+        ok = np.isfinite(np.asarray(part)).reshape(len(part), -1).all(axis=1)
+        bad += int(len(ok) - ok.sum())
+    if bad:
         raise ValueError(
             f"Signal {name!r} contains NaN or inf in {bad} row(s). Remove or repair those "
             "rows (e.g. the proxy diverged: lower its learning rate) before selecting."
         )
-    if arr.dtype.kind not in "fciub":
-        raise ValueError(f"Signal {name!r} must be numeric; got dtype {arr.dtype}.")
 
 
 def _take(X, indices):
@@ -599,10 +647,10 @@ class ScoreSelector(BaseSelector):
     def _signals_needed(self, signals):
         return ("scores",) if "scores" in signals else self._required_signals
 
-    def _fit_scores(self, signals, y, random_state):
+    def _fit_scores(self, signals, y, pools, random_state):
         if "scores" in signals:
             return np.asarray(signals["scores"], dtype=np.float64)
-        return self._score(signals, y, random_state)
+        return super()._fit_scores(signals, y, pools, random_state)
 
     def _rank_scores(self, scores, budget, rng):
         signed = scores if self.keep == "highest" else -np.asarray(scores, dtype=np.float64)
