@@ -134,6 +134,7 @@ def symmetric_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-8) -> torch.T
 # --------------------------------------------------------------------------------------
 
 __all__ += [
+    "cosine_self_similarity",
     "feature_terms",
     "gradient_terms",
     "knn_kernel",
@@ -241,6 +242,11 @@ def terms_mean_dot(terms: list) -> torch.Tensor:
     return out
 
 
+def cosine_self_similarity(terms: list) -> torch.Tensor:
+    """Diagonal of the ``0.5 + 0.5 cos`` kernel: exactly 1, or 0.5 for a zero row."""
+    return 0.5 + 0.5 * (terms_sq_norms(terms) > 0).to(terms[0][0].dtype)
+
+
 def _chunk_rows(n_cols: int, itemsize: int, n_temps: int = 3) -> int:
     return max(1, CHUNK_BYTES // max(1, n_cols * itemsize * n_temps))
 
@@ -251,37 +257,48 @@ def _distances(gram: torch.Tensor, sq_rows: torch.Tensor, sq_cols: torch.Tensor)
 
 
 def pairwise_kernel(terms: list, metric: str = "cosine", *, verbose: bool = False) -> torch.Tensor:
-    """Dense (n, n) kernel of a factor map, built in row chunks over the upper triangle.
+    """Dense (n, n) kernel of a factor map, built in row chunks.
 
     ``metric="cosine"`` gives the similarity ``0.5 + 0.5 * cos`` in [0, 1] (zero rows
-    have cosine 0 with everything); ``metric="euclidean"`` gives distances with an exact
-    zero diagonal. Only the blocks on and above the diagonal are computed; the rest is
-    their transpose, so the result is exactly symmetric. Row ``j`` is contiguous, the
-    layout the greedy optimizers read (one candidate's similarities to every point).
+    have cosine 0 with everything; the diagonal is exactly 1, or 0.5 for a zero row);
+    ``"euclidean"`` gives distances with an exact zero
+    diagonal; ``"inner"`` the Gram matrix ``<g_i, g_j>``. Each chunk of rows is one
+    matrix product written straight into the result (a full product costs less than
+    the upper triangle plus a strided transposed copy). Row ``j`` is contiguous, the
+    layout the greedy optimizers read.
     """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}.")
+    if metric not in ("cosine", "euclidean", "inner"):
+        raise ValueError(f"metric must be 'cosine', 'euclidean' or 'inner', got {metric!r}.")
     ref = terms[0][0]
     n = ref.shape[0]
     if metric == "cosine":
         terms = terms_normalize(terms)
-    else:
+        self_similarity = cosine_self_similarity(terms)
+    elif metric == "euclidean":
         sq = terms_sq_norms(terms)
     K = torch.empty(n, n, dtype=ref.dtype, device=ref.device)
-    step = _chunk_rows(n, ref.element_size())
+    step = _chunk_rows(n, ref.element_size(), n_temps=2)
     for i0 in tqdm(range(0, n, step), disable=not verbose, desc=f"{metric} kernel", leave=False):
         i1 = min(n, i0 + step)
-        block = terms_gram(terms_rows(terms, slice(i0, i1)), terms_rows(terms, slice(i0, n)))
+        block = K[i0:i1]
+        _gram_into(terms_rows(terms, slice(i0, i1)), terms, block)
         if metric == "cosine":
             block.mul_(0.5).add_(0.5)
-        else:
-            _distances(block, sq[i0:i1], sq[i0:n])
-            block[:, : i1 - i0].fill_diagonal_(0)
-        square = block[:, : i1 - i0]
-        square.copy_(torch.triu(square) + torch.triu(square, 1).T)
-        K[i0:i1, i0:] = block
-        K[i1:, i0:i1] = block[:, i1 - i0 :].T
+            block[:, i0:i1].diagonal().copy_(self_similarity[i0:i1])
+        elif metric == "euclidean":
+            _distances(block, sq[i0:i1], sq)
+            block[:, i0:i1].fill_diagonal_(0)
     return K
+
+
+def _gram_into(a: list, b: list, out: torch.Tensor) -> torch.Tensor:
+    """``terms_gram(a, b)`` written into ``out`` (the first term needs no temporary)."""
+    torch.mm(a[0][0], b[0][0].T, out=out)
+    for fa, fb in zip(a[0][1:], b[0][1:]):
+        out.mul_(fa @ fb.T)
+    if len(a) > 1:
+        out.add_(terms_gram(a[1:], b[1:]))
+    return out
 
 
 def knn_kernel(terms: list, n_neighbors: int, metric: str = "cosine", *,
@@ -314,7 +331,7 @@ def knn_kernel(terms: list, n_neighbors: int, metric: str = "cosine", *,
             block.mul_(0.5).add_(0.5)
             block[rows, rows + i0] = float("inf")  # itself first
             vals, idx = torch.topk(block, m, dim=1)
-            vals[:, 0] = 0.5 + 0.5 * (terms_sq_norms(terms_rows(terms, slice(i0, i1))) > 0)
+            vals[:, 0] = cosine_self_similarity(terms_rows(terms, slice(i0, i1)))
         else:
             _distances(block, sq[i0:i1], sq)
             block[rows, rows + i0] = 0
