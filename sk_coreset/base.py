@@ -250,6 +250,9 @@ class BaseSelector(BaseEstimator):
     #: a ranking fitted at one budget holds the ranking of every smaller budget as a prefix
     _nested: bool = True
     _returns_weights: bool = False
+    #: extra signals a fit may read besides ``_signals_needed``; ``None`` carries every
+    #: signal of the bundle into each pool (slicing only what is read saves a copy)
+    _optional_signals: tuple[str, ...] | None = None
     #: a row's score depends on that row's signals only, so scores may be computed per
     #: class block (bounded memory); False computes them over all rows at once
     _rowwise_scores: bool = False
@@ -305,7 +308,8 @@ class BaseSelector(BaseEstimator):
                 picked = PoolSelection(self._rank_scores(scores[pool], budget, rng))
             else:
                 y_pool = None if y_codes is None else y_codes[pool]
-                picked = self._select_pool(_rows(signals, pool), y_pool, int(budget), rng)
+                picked = self._select_pool(self._pool_signals(signals, pool), y_pool,
+                                           int(budget), rng)
                 self._check_pool_result(picked, len(pool), int(budget))
                 if picked.scores is not None:
                     pool_scores[pool] = picked.scores
@@ -331,6 +335,13 @@ class BaseSelector(BaseEstimator):
         """The signals this fit reads (all of ``_required_signals`` by default)."""
         return self._required_signals
 
+    def _pool_signals(self, signals, rows) -> Signals:
+        """The rows of the signals a fit reads (every signal unless it declares which)."""
+        if self._optional_signals is not None:
+            names = (*self._signals_needed(signals), *self._optional_signals)
+            signals = Signals(**{k: v for k, v in signals.items() if k in names})
+        return _rows(signals, rows)
+
     def _is_score_based(self) -> bool:
         return type(self)._score is not BaseSelector._score
 
@@ -343,7 +354,8 @@ class BaseSelector(BaseEstimator):
             return np.asarray(self._score(signals, y, random_state), dtype=np.float64)
         scores = np.empty(signals.shape[0])
         for pool in _chunks(pools):
-            scores[pool] = self._score(_rows(signals, pool), None if y is None else y[pool],
+            scores[pool] = self._score(self._pool_signals(signals, pool),
+                                       None if y is None else y[pool],
                                        random_state)
         return scores
 

@@ -183,6 +183,7 @@ def _k_center(metric: _Metric, budget, initial, rng, verbose) -> np.ndarray:
 class _FarthestFirst(BaseSelector):
     """Shared machinery of k-center greedy and Contextual Diversity."""
 
+    _optional_signals = (_INITIAL_KEY,)
     _parameter_constraints: dict = {
         **BaseSelector._parameter_constraints,
         "already_selected": ["array-like", None],
@@ -366,6 +367,7 @@ class Herding(BaseSelector):
     """
 
     _required_signals = ("embedding",)
+    _optional_signals = ()
     _parameter_constraints: dict = {
         **BaseSelector._parameter_constraints,
         "device": [None, str, torch.device],
