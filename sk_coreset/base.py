@@ -243,6 +243,21 @@ class BaseSelector(BaseEstimator):
         Number of rows seen in ``fit``.
     n_features_in_ : int
         Width of ``X`` when it was a plain 2-D array.
+
+    Examples
+    --------
+    A selector that keeps, per class, the rows with the largest embedding norm first:
+
+    >>> import numpy as np
+    >>> from sk_coreset.base import BaseSelector, PoolSelection
+    >>> class LargestNorm(BaseSelector):
+    ...     _required_signals = ("embedding",)
+    ...     def _select_pool(self, signals, y, budget, random_state):
+    ...         norms = np.linalg.norm(signals["embedding"], axis=1)
+    ...         return PoolSelection(np.argsort(-norms)[:budget])
+    >>> X = np.array([[1.0], [3.0], [2.0], [0.5], [4.0], [0.1]])
+    >>> LargestNorm(fraction=2, balance=False).fit(X).sample_indices_.tolist()
+    [4, 1]
     """
 
     _required_signals: tuple[str, ...] = ()
@@ -640,6 +655,20 @@ class ScoreSelector(BaseSelector):
         As in :class:`BaseSelector`.
     keep : {"highest", "lowest"}
         Which end of the score ranking is selected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_coreset.base import ScoreSelector
+    >>> class FirstColumn(ScoreSelector):
+    ...     _required_signals = ("embedding",)
+    ...     def _score(self, signals, y, random_state):
+    ...         return np.asarray(signals["embedding"])[:, 0]
+    >>> X = np.array([[0.2, 0.0], [0.9, 0.0], [0.5, 0.0], [0.1, 0.0]])
+    >>> FirstColumn(fraction=2, balance=False, keep="lowest").fit(X).sample_indices_.tolist()
+    [3, 0]
+    >>> FirstColumn(fraction=2, balance=False).fit(np.array([5.0, 1.0, 7.0])).sample_indices_.tolist()
+    [2, 0]
     """
 
     _parameter_constraints: dict = {

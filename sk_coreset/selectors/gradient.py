@@ -41,7 +41,6 @@ from .submodular import (
     FacilityLocationFunction,
     _ByInstance,
     _DenseOrSparse,
-    _gib,
     _KernelSelector,
     _knn_matrix,
     greedy_maximize,
@@ -359,14 +358,7 @@ class GradMatch(_KernelSelector):
         self.verbose = verbose
 
     def _plan(self, n, budget):
-        need = budget * n * 4 + 2 * CHUNK_BYTES
-        if need > self.max_memory:
-            raise ValueError(
-                f"GradMatch needs about {_gib(need)} for the Gram rows of a pool of {n} rows "
-                f"with budget {budget}, over max_memory={_gib(self.max_memory)}. Use "
-                "balance=True, a smaller fraction, or raise max_memory."
-            )
-        return "dense"
+        return self._budget_rows_plan(n, budget, "the Gram rows")
 
     def _select_pool(self, signals, y, budget, random_state):
         n = signals.shape[0]

@@ -567,6 +567,17 @@ class _KernelSelector(BaseSelector):
         """How a pool of ``n`` rows is processed; raises before exceeding ``max_memory``."""
         return "dense"
 
+    def _budget_rows_plan(self, n: int, budget: int, what: str) -> str:
+        """Plan for methods that keep ``budget x n`` float32 rows; refuse beyond ``max_memory``."""
+        need = budget * n * 4 + 2 * CHUNK_BYTES
+        if need > self.max_memory:
+            raise ValueError(
+                f"{type(self).__name__} needs about {_gib(need)} for {what} of a pool of {n} "
+                f"rows with budget {budget}, over max_memory={_gib(self.max_memory)}. Use "
+                "balance=True, a smaller fraction, or raise max_memory."
+            )
+        return "dense"
+
     def _device(self, signals):
         if self.device is None:
             value = signals[self._signals_needed(signals)[0]]
@@ -893,14 +904,7 @@ class LogDeterminant(_GreedySelector):
         self.verbose = verbose
 
     def _plan(self, n, budget):
-        need = budget * n * 4 + 2 * CHUNK_BYTES
-        if need > self.max_memory:
-            raise ValueError(
-                f"LogDeterminant needs about {_gib(need)} for the Cholesky factor of a pool "
-                f"of {n} rows with budget {budget}, over max_memory={_gib(self.max_memory)}. "
-                "Use balance=True, a smaller fraction, or raise max_memory."
-            )
-        return "dense"
+        return self._budget_rows_plan(n, budget, "the Cholesky factor")
 
     def _select_pool(self, signals, y, budget, random_state):
         similarity = kernel_rows(self._pool_similarity(signals, y), budget, "cosine",
