@@ -66,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--proxy-epochs", type=int, default=None)
     p.add_argument("--model", default=None, help="architecture of proxy and trainer")
     p.add_argument("--pool", type=int, default=None, help="training pool size (stratified)")
+    p.add_argument("--test", type=int, default=None, help="test set size (stratified subset)")
     p.add_argument("--device", default="auto")
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--output", default="benchmarks/results/reproduce")
@@ -75,7 +76,7 @@ def parse_args(argv=None):
 
 def settings_from(args):
     s = dict(PROTOCOLS[args.protocol])
-    for key in ("fractions", "seeds", "epochs", "proxy_epochs", "model", "pool"):
+    for key in ("fractions", "seeds", "epochs", "proxy_epochs", "model", "pool", "test"):
         value = getattr(args, key)
         if value is not None:
             s[key] = value
