@@ -16,10 +16,16 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 import torch
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_n_features,
+    _num_samples,
+    check_is_fitted,
+    validate_data,
+)
 from skorch.helper import SliceDict
 
 __all__ = [
@@ -223,6 +229,14 @@ class BaseSelector(BaseEstimator):
         (the DeepCore protocol). With ``False`` the whole set is one pool.
     random_state : int, RandomState instance or None, default=None
         Seeds every random choice (first centres, tie breaks, sampling).
+    n_jobs : int or None, default=None
+        Pools processed in parallel with :class:`joblib.Parallel` (``_select_pool``
+        per pool; row-wise scores per block of at most 65,536 rows of a pool).
+        ``None`` means 1 unless in a :func:`joblib.parallel_backend` context, ``-1``
+        means all processors; under ``joblib.parallel_backend("dask")`` the pools run
+        on a Dask cluster. Seeds are drawn per pool up front, so the selection does not
+        depend on ``n_jobs``. Each task receives only its pool's rows. Parallelise on
+        CPU: keep signals that live on a GPU with ``n_jobs=None``.
 
     Attributes
     ----------
@@ -279,12 +293,18 @@ class BaseSelector(BaseEstimator):
         ],
         "balance": ["boolean"],
         "random_state": ["random_state"],
+        "n_jobs": [
+            None,
+            Interval(numbers.Integral, None, -1, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None):
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None):
         self.fraction = fraction
         self.balance = balance
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
@@ -315,16 +335,11 @@ class BaseSelector(BaseEstimator):
         scores = None
         if self._is_score_based():
             scores = self._fit_scores(signals, y_codes, pools, np.random.RandomState(seeds[-1]))
+        picks = self._pick(signals, y_codes, pools, seeds, scores)
         rankings, weights = [], []
         pool_scores = np.full(n, np.nan) if scores is None else None
-        for pool, budget, seed in zip(pools, self.budgets_, seeds):
-            rng = np.random.RandomState(seed)
-            if scores is not None:
-                picked = PoolSelection(self._rank_scores(scores[pool], budget, rng))
-            else:
-                y_pool = None if y_codes is None else y_codes[pool]
-                picked = self._select_pool(self._pool_signals(signals, pool), y_pool,
-                                           int(budget), rng)
+        for pool, budget, picked in zip(pools, self.budgets_, picks):
+            if scores is None:
                 self._check_pool_result(picked, len(pool), int(budget))
                 if picked.scores is not None:
                     pool_scores[pool] = picked.scores
@@ -345,6 +360,36 @@ class BaseSelector(BaseEstimator):
         self.n_samples_fit_ = n
         self._fit_fingerprint = _fingerprint(X)
         return self
+
+    def _pick(self, signals, y_codes, pools, seeds, scores) -> list:
+        """One :class:`PoolSelection` per pool: the best scores, or ``_select_pool``."""
+        rngs = [np.random.RandomState(seed) for seed in seeds[: len(pools)]]
+        if scores is not None:
+            return [
+                PoolSelection(self._rank_scores(scores[pool], budget, rng))
+                for pool, budget, rng in zip(pools, self.budgets_, rngs)
+            ]
+        extra = [(int(budget), rng) for budget, rng in zip(self.budgets_, rngs)]
+        return self._map_pools(self._select_pool, signals, y_codes, pools, extra)
+
+    def _map_pools(self, func, signals, y, blocks, extra) -> list:
+        """``func(signals[rows], y[rows], *args)`` for each block of ``rows``, in order.
+
+        Each call receives only its block's rows, read here one block at a time
+        (memory-mapped and dask arrays included), so memory stays per block. The calls
+        go through :class:`joblib.Parallel` (other processes, or a Dask cluster under
+        ``joblib.parallel_backend("dask")``) when ``n_jobs`` or the active joblib
+        backend asks for more than one worker; otherwise a plain loop pickles nothing.
+        """
+        calls = (
+            (self._pool_signals(signals, rows), None if y is None else y[rows], *args)
+            for rows, args in zip(blocks, extra)
+        )
+        if len(blocks) < 2 or effective_n_jobs(self.n_jobs) == 1:
+            return [func(*call) for call in calls]
+        # every block is sent once, so memory-mapping the arguments would only add disk writes
+        parallel = Parallel(n_jobs=self.n_jobs, max_nbytes=None)
+        return parallel(delayed(func)(*call) for call in calls)
 
     def _signals_needed(self, signals) -> tuple[str, ...]:
         """The signals this fit reads (all of ``_required_signals`` by default)."""
@@ -367,11 +412,18 @@ class BaseSelector(BaseEstimator):
         """Scores of every row: per pool for row-wise scores, so memory stays per class."""
         if not self._rowwise_scores:
             return np.asarray(self._score(signals, y, random_state), dtype=np.float64)
+        return self._scores_by_block(signals, y, list(_chunks(pools)), random_state)
+
+    def _scores_by_block(self, signals, y, blocks, random_state) -> np.ndarray:
+        """``_score`` of each block of rows on its own (in parallel with ``n_jobs``).
+
+        Every block gets the same ``random_state`` (a copy of it in another process), so
+        scores computed this way must not draw from it.
+        """
+        parts = self._map_pools(self._score, signals, y, blocks, [(random_state,)] * len(blocks))
         scores = np.empty(signals.shape[0])
-        for pool in _chunks(pools):
-            scores[pool] = self._score(self._pool_signals(signals, pool),
-                                       None if y is None else y[pool],
-                                       random_state)
+        for rows, part in zip(blocks, parts):
+            scores[rows] = part
         return scores
 
     def _select_pool(self, signals, y, budget, random_state):  # pragma: no cover
@@ -400,9 +452,31 @@ class BaseSelector(BaseEstimator):
         """scikit-learn's checks and messages (sparse, complex, 1-D, empty) for plain arrays."""
         if _is_mapping(X) or isinstance(X, torch.Tensor):
             return X
+        if _is_lazy(X):
+            return self._check_lazy_array(X, reset)
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_all_finite=False
         )
+        if not reset and self._required_signals:
+            _check_finite(self._required_signals[0], X)
+        return X
+
+    def _check_lazy_array(self, X, reset):
+        """The checks of ``validate_data`` that read no data, for a dask array.
+
+        ``validate_data`` would compute the whole array; rows are read per pool instead.
+        """
+        if X.ndim < 2:
+            raise ValueError(
+                f"Expected a 2-D dask array, got {X.ndim}-D of shape {X.shape}; reshape "
+                "it, e.g. X.reshape(-1, 1) for a single feature."
+            )
+        if np.dtype(X.dtype).kind not in "biuf":
+            raise ValueError(
+                f"The dask array has dtype {X.dtype}; pass a real numeric array "
+                "(e.g. X.astype('float32'))."
+            )
+        _check_n_features(self, X, reset=reset)
         if not reset and self._required_signals:
             _check_finite(self._required_signals[0], X)
         return X
@@ -538,12 +612,17 @@ def _rows(signals: Signals, rows) -> Signals:
     out = {}
     for name, value in signals.items():
         part = value if everything else value[rows]
-        if hasattr(part, "compute"):  # dask
+        if _is_lazy(part):
             part = part.compute()
         elif isinstance(part, np.memmap):
             part = np.asarray(part)
         out[name] = part
     return Signals(**out)
+
+
+def _is_lazy(X) -> bool:
+    """Whether ``X`` is a lazy (dask) array, read only by ``compute()``."""
+    return hasattr(X, "compute") and hasattr(X, "shape")
 
 
 def _chunks(pools, size=1 << 16):
@@ -569,7 +648,7 @@ def _check_finite(name, value, block=1 << 16):
         part = value[start : start + block]
         if isinstance(part, torch.Tensor):
             part = part.detach().cpu().numpy()
-        elif hasattr(part, "compute"):
+        elif _is_lazy(part):
             part = part.compute()
         ok = np.isfinite(np.asarray(part)).reshape(len(part), -1).all(axis=1)
         bad += int(len(ok) - ok.sum())
@@ -594,13 +673,17 @@ def _fingerprint(X):
         return tuple(sorted((k, _fingerprint(v)) for k, v in X.items()))
     if sp.issparse(X):
         arr = X.tocsr().data
-    elif isinstance(X, torch.Tensor):
-        arr = X.detach().cpu().numpy()
+    elif isinstance(X, torch.Tensor) or _is_lazy(X):
+        arr = X  # sampled below, so that only the sampled rows are copied or computed
     elif hasattr(X, "__array__"):
         arr = np.asarray(X)
     else:
         return (_num_samples(X), id(X))
     rows = arr[:: max(1, len(arr) // 64)] if arr.ndim else arr
+    if isinstance(rows, torch.Tensor):
+        rows = rows.detach().cpu().numpy()
+    elif _is_lazy(rows):
+        rows = np.asarray(rows.compute())
     return (_num_samples(X), hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest())
 
 
@@ -651,8 +734,9 @@ class ScoreSelector(BaseSelector):
 
     Parameters
     ----------
-    fraction, balance, random_state
-        As in :class:`BaseSelector`.
+    fraction, balance, random_state, n_jobs
+        As in :class:`BaseSelector`; ``n_jobs`` parallelises row-wise scores
+        (``_rowwise_scores = True``) over blocks of rows and is unused otherwise.
     keep : {"highest", "lowest"}
         Which end of the score ranking is selected.
 
@@ -676,8 +760,9 @@ class ScoreSelector(BaseSelector):
         "keep": [StrOptions({"highest", "lowest"})],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest"):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.keep = keep
 
     def _as_signals(self, X):
@@ -690,7 +775,8 @@ class ScoreSelector(BaseSelector):
 
     def _fit_scores(self, signals, y, pools, random_state):
         if "scores" in signals:
-            return np.asarray(signals["scores"], dtype=np.float64)
+            scores = signals["scores"]
+            return np.asarray(scores.compute() if _is_lazy(scores) else scores, dtype=np.float64)
         return super()._fit_scores(signals, y, pools, random_state)
 
     def _rank_scores(self, scores, budget, rng):

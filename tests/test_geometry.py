@@ -129,6 +129,33 @@ def test_kcenter_many_initial_centres_use_blocks(monkeypatch):
     assert got.tolist() == naive_farthest_first(X, 35, start)
 
 
+@pytest.mark.parametrize("fold_every, candidates", [(1, 1), (3, 1), (7, 2), (32, 16)])
+def test_kcenter_lazy_refresh_equals_naive_with_exact_ties(monkeypatch, fold_every,
+                                                           candidates):
+    """Integer lattice points have many exactly tied distances: the lazy traversal must
+    still pick the lowest row index among them, whatever the fold and candidate sizes."""
+    import sk_coreset.selectors.geometry as geometry
+
+    monkeypatch.setattr(geometry, "_FOLD_EVERY", fold_every)
+    monkeypatch.setattr(geometry, "_CANDIDATES", candidates)
+    rng = np.random.RandomState(fold_every)
+    X = rng.randint(0, 4, size=(150, 3)).astype(np.float64)
+    got = k_center_greedy(X, 60, initial=[5])
+    assert got.tolist() == naive_farthest_first(X, 60, [5])
+
+
+@pytest.mark.parametrize("fold_every", [1, 4])
+def test_contextual_diversity_lazy_refresh_equals_naive(monkeypatch, fold_every):
+    import sk_coreset.selectors.geometry as geometry
+
+    monkeypatch.setattr(geometry, "_FOLD_EVERY", fold_every)
+    monkeypatch.setattr(geometry, "_CANDIDATES", 1)
+    P = np.random.RandomState(3).dirichlet(np.ones(4) * 0.5, size=120)
+    sel = ContextualDiversity(fraction=50, balance=False, random_state=0).fit(P)
+    expected = naive_farthest_first(P, 50, [sel.sample_indices_[0]], dist=sym_kl)
+    assert sel.sample_indices_.tolist() == expected
+
+
 @pytest.mark.parametrize("bad", [[0, 0], [-1], [240], [0.5]])
 def test_kcenter_invalid_already_selected_raises(bad):
     X, _ = blobs()

@@ -40,6 +40,11 @@ class Cal(ScoreSelector):
         Select every class independently; neighbours are searched within the class.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) scored in parallel with joblib, also on
+        a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the rows that disagree most with their neighbours.
     n_neighbors : int, default=10
@@ -77,14 +82,22 @@ class Cal(ScoreSelector):
         "device": [None, str, torch.device],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest",
-                 n_neighbors=10, eps=1e-8, device=None):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest", n_neighbors=10, eps=1e-8, device=None):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
         self.n_neighbors = n_neighbors
         self.eps = eps
         self.device = device
 
+    def _fit_scores(self, signals, y, pools, random_state):
+        if "scores" in signals:
+            return super()._fit_scores(signals, y, pools, random_state)
+        # neighbours are searched within a pool, so each pool is scored on its own
+        return self._scores_by_block(signals, y, pools, random_state)
+
     def _score(self, signals, y, random_state):
+        """Scores of one pool: every row's neighbours are searched among these rows."""
         E = _working_tensor(signals["embedding"], self.device)
         P = _working_tensor(_check_proba(signals["proba"]), E.device).to(E.dtype)
         if E.ndim != 2 or P.ndim != 2:
@@ -92,12 +105,9 @@ class Cal(ScoreSelector):
                 f"Cal needs one proxy's embedding (n, d) and proba (n, C); got shapes "
                 f"{tuple(E.shape)} and {tuple(P.shape)}. Pass a single initialisation."
             )
-        scores = np.zeros(len(E))
-        for pool in self._pools(y, len(E)):
-            if len(pool) > 1:
-                idx = torch.as_tensor(pool, device=E.device)
-                scores[pool] = self._pool_scores(E.index_select(0, idx), P.index_select(0, idx))
-        return scores
+        if len(E) < 2:
+            return np.zeros(len(E))
+        return self._pool_scores(E, P)
 
     def _pool_scores(self, E: torch.Tensor, P: torch.Tensor) -> np.ndarray:
         n = len(E)
@@ -136,6 +146,11 @@ class DeepFool(ScoreSelector):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="lowest"
         ``"lowest"`` keeps the rows with the smallest perturbations.
 
@@ -158,8 +173,10 @@ class DeepFool(ScoreSelector):
     _required_signals = ("deepfool",)
     _rowwise_scores = True
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="lowest"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="lowest"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
 
     def _score(self, signals, y, random_state):
         distances = signals.per_init("deepfool")

@@ -69,6 +69,11 @@ class Forgetting(ScoreSelector):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks the remaining ties.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the most forgotten rows.
     never_learned : {"max", "zero"}, default="max"
@@ -106,9 +111,10 @@ class Forgetting(ScoreSelector):
         "tie_break": [StrOptions({"random", "accuracy"})],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest",
-                 never_learned="max", tie_break="random"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest", never_learned="max", tie_break="random"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
         self.never_learned = never_learned
         self.tie_break = tie_break
 
@@ -129,8 +135,10 @@ class _LabelScore(ScoreSelector):
     _requires_y = True
     _rowwise_scores = True
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
 
 
 @register_selector("GraNd")
@@ -157,6 +165,11 @@ class GraNd(ScoreSelector):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the rows with the largest gradients (the hardest).
 
@@ -182,8 +195,10 @@ class GraNd(ScoreSelector):
     _required_signals = ("embedding", "proba")
     _rowwise_scores = True
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
 
     def _as_signals(self, X):
         if _is_mapping(X) or getattr(X, "ndim", None) == 1:
@@ -228,6 +243,11 @@ class EL2N(_LabelScore):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the rows with the largest errors (the hardest).
 
@@ -276,6 +296,11 @@ class AUM(ScoreSelector):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="lowest"
         ``"lowest"`` keeps the smallest margins (the hardest rows); ``"highest"`` the
         easiest.
@@ -308,9 +333,10 @@ class AUM(ScoreSelector):
         "margin": [StrOptions({"logit", "probability"})],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="lowest",
-                 margin="logit"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="lowest", margin="logit"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
         self.margin = margin
 
     def _signals_needed(self, signals):

@@ -1,9 +1,10 @@
 """Geometry-based selectors: Herding, k-center greedy and Contextual Diversity.
 
-All three are sequential greedy loops over one pool. Each step costs one pass over the
-pool's signal matrix (a matrix-vector product), so a pool of ``n`` rows of width ``d``
-with budget ``k`` costs O(k·n·d) time and O(n) extra memory: no distance matrix is ever
-kept. The loops run on torch, on the device of the signals (a CUDA tensor keeps them on
+All three are sequential greedy loops over one pool, O(k·n·d) time for a pool of ``n``
+rows of width ``d`` and budget ``k``, and O(n) extra memory: no distance matrix is ever
+kept. Herding reads the pool's signal matrix once per step (a matrix-vector product);
+the farthest-first traversals read it once per block of new centres (a matrix product)
+and refresh only a few candidate rows per step. The loops run on torch, on the device of the signals (a CUDA tensor keeps them on
 the GPU) or on ``device``; they never synchronise with the host inside the loop.
 """
 
@@ -25,7 +26,11 @@ from .uncertainty import _check_proba
 __all__ = ["ContextualDiversity", "Herding", "KCenterGreedy", "k_center_greedy"]
 
 # Largest temporary block (bytes) of a distance computation against several centres.
-_BLOCK_BYTES = 64 * 2**20
+_BLOCK_BYTES = 16 * 2**20
+# Farthest-first folds new centres into the running minimum in blocks of this many, and
+# refreshes at least this many candidate rows per step in between.
+_FOLD_EVERY = 32
+_CANDIDATES = 16
 
 # Key of the hidden per-row signal that carries ``already_selected`` through the pools.
 _INITIAL_KEY = "_already_selected_rank"
@@ -49,29 +54,35 @@ def _working_tensor(x, device=None) -> torch.Tensor:
 
 
 class _Metric:
-    """Distances from every row of a pool to chosen rows, with per-row terms cached.
+    """Distances between rows of a pool, with per-row terms cached.
 
     Both metrics have the form ``s_i + s_j - <A_i, B_j>`` for per-row terms ``s`` and
-    row features ``A``, ``B``, so a step is one matrix-vector product.
+    row features ``A``, ``B``, so distances to a few rows are one matrix product.
     """
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, self_term: torch.Tensor):
         self.A, self.B, self.self_term = A, B, self_term
 
-    def block(self, idx: torch.Tensor) -> torch.Tensor:
-        """(n, len(idx)) distances."""
-        inner = self.A @ self.B.index_select(0, idx).T
-        return self.self_term[:, None] + self.self_term.index_select(0, idx)[None, :] - inner
+    def pairs(self, rows, cols: torch.Tensor) -> torch.Tensor:
+        """(len(rows), len(cols)) distances; ``rows`` is an index tensor or a slice."""
+        A = self.A[rows] if isinstance(rows, slice) else self.A.index_select(0, rows)
+        s = self.self_term[rows] if isinstance(rows, slice) else self.self_term.index_select(0, rows)
+        inner = A @ self.B.index_select(0, cols).T
+        return s[:, None] + self.self_term.index_select(0, cols)[None, :] - inner
 
-    def one(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """(n,) distances to the single row ``idx`` (shape (1,)), written into ``out``."""
-        torch.addmv(self.self_term, self.A, self.B.index_select(0, idx)[0], alpha=-1.0, out=out)
-        return out.add_(self.self_term.index_select(0, idx))
+    def fold(self, min_dist: torch.Tensor, cols: torch.Tensor) -> None:
+        """``min_dist = min(min_dist, distance to each of cols)``, in row blocks of bounded size."""
+        item = torch.finfo(min_dist.dtype).bits // 8
+        step = max(1, _BLOCK_BYTES // (max(1, len(cols)) * item))
+        for start in range(0, len(min_dist), step):
+            part = slice(start, start + step)
+            torch.minimum(min_dist[part], self.pairs(part, cols).min(dim=1).values,
+                          out=min_dist[part])
 
 
 def _euclidean(X: torch.Tensor) -> _Metric:
     """Half the squared Euclidean distance, ``||x_i - x_j||^2 / 2`` (same ranking)."""
-    return _Metric(X, X, 0.5 * torch.linalg.vector_norm(X, dim=1).square())
+    return _Metric(X, X, 0.5 * torch.linalg.vecdot(X, X))
 
 
 def _symmetric_kl(P: torch.Tensor, eps: float) -> _Metric:
@@ -90,28 +101,56 @@ def _farthest_first(metric: _Metric, budget: int, initial: torch.Tensor,
     """Greedy farthest-first traversal with an O(n) running minimum.
 
     ``initial`` (non-empty, at most ``budget``) are the first centres; they count
-    toward the budget and come first in the returned order. Distances to several
-    initial centres are computed in blocks of bounded memory. Exact ties go to the
-    lowest row index.
+    toward the budget and come first in the returned order. Exact ties go to the lowest
+    row index.
+
+    The running minimum is brought up to date lazily: new centres are folded into it for
+    all rows only every ``_FOLD_EVERY`` steps, by one matrix product (so the signal
+    matrix is read once per block of centres, not once per centre). In between, the
+    stale minimum is an upper bound of the true one, and a step refreshes only the rows
+    whose bound could still be the largest; the pick is certified once the best
+    refreshed distance beats every bound left. The picks are those of the plain
+    traversal.
     """
-    n, device, dtype = metric.A.shape[0], metric.A.device, metric.A.dtype
+    n, device = metric.A.shape[0], metric.A.device
     selected = torch.empty(budget, dtype=torch.long, device=device)
     m = len(initial)
     selected[:m] = initial
-    min_dist = torch.full((n,), float("inf"), dtype=dtype, device=device)
-    block = max(1, _BLOCK_BYTES // (n * torch.finfo(dtype).bits // 8))
-    for start in range(0, m, block):
-        d = metric.block(initial[start : start + block])
-        torch.minimum(min_dist, d.min(dim=1).values, out=min_dist)
+    min_dist = torch.full((n,), float("inf"), dtype=metric.A.dtype, device=device)
+    metric.fold(min_dist, initial)
     min_dist[initial] = -1.0
-    dist = torch.empty_like(min_dist)
+    folded = m  # selected[:folded] are folded into min_dist for every row
     for step in tqdm(range(m, budget), disable=not verbose, desc="farthest-first"):
-        centre = torch.argmax(min_dist).view(1)
-        selected[step] = centre[0]
-        if step + 1 < budget:
-            torch.minimum(min_dist, metric.one(centre, dist), out=min_dist)
-        min_dist.index_fill_(0, centre, -1.0)
+        if step - folded >= _FOLD_EVERY:
+            metric.fold(min_dist, selected[folded:step])
+            folded = step
+        centre = _certified_argmax(metric, min_dist, selected[folded:step])
+        selected[step] = centre
+        min_dist[centre] = -1.0
     return selected
+
+
+def _certified_argmax(metric: _Metric, min_dist: torch.Tensor, pending: torch.Tensor) -> int:
+    """Row of the largest true minimum distance, given centres ``pending`` not yet folded.
+
+    Refreshes the rows with the largest bounds (writing their true values back) until
+    the best refreshed value is strictly above every other bound.
+    """
+    n = len(min_dist)
+    if len(pending) == 0:
+        return int(torch.argmax(min_dist))
+    k = _CANDIDATES
+    while True:
+        k = min(k, n)
+        bounds, rows = torch.topk(min_dist, k)
+        exact = torch.minimum(bounds, metric.pairs(rows, pending).min(dim=1).values)
+        min_dist[rows] = exact
+        if k == n:
+            return int(torch.argmax(min_dist))
+        best = exact.max()
+        if bool(best > bounds[-1]):
+            return int(rows[exact == best].min())
+        k *= 4
 
 
 def k_center_greedy(
@@ -191,9 +230,9 @@ class _FarthestFirst(BaseSelector):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None,
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  already_selected=None, device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.already_selected = already_selected
         self.device = device
         self.verbose = verbose
@@ -251,6 +290,11 @@ class KCenterGreedy(_FarthestFirst):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random first centre of each pool.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     already_selected : array-like of int, default=None
         Row indices to use as the first centres (in this order). They are part of the
         selection and count toward the budget; with ``balance=True`` each pool starts
@@ -298,6 +342,11 @@ class ContextualDiversity(_FarthestFirst):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random first centre of each pool.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     already_selected : array-like of int, default=None
         First centres, counting toward the budget (see :class:`KCenterGreedy`).
     eps : float, default=1e-8
@@ -323,9 +372,9 @@ class ContextualDiversity(_FarthestFirst):
         "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None,
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  already_selected=None, eps=1e-8, device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state,
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
                          already_selected=already_selected, device=device, verbose=verbose)
         self.eps = eps
 
@@ -352,6 +401,11 @@ class Herding(BaseSelector):
         Select every class independently (herding toward each class mean).
     random_state : int, RandomState instance or None, default=None
         Unused (herding is deterministic); kept for the common interface.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     device : str, torch.device or None, default=None
         Where to compute; ``None`` follows the signal.
     verbose : bool, default=False
@@ -374,9 +428,9 @@ class Herding(BaseSelector):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, device=None,
-                 verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.device = device
         self.verbose = verbose
 
@@ -403,7 +457,7 @@ def _herding(X: torch.Tensor, budget: int, verbose: bool) -> torch.Tensor:
         return selected
     # ||target - x||^2 / 2 = ||x||^2 / 2 - <x, target> + const; a selected row gets an
     # infinite ||x||^2 term so that it is never picked again.
-    half_sq = 0.5 * torch.linalg.vector_norm(X, dim=1).square()
+    half_sq = 0.5 * torch.linalg.vecdot(X, X)
     mu = _float64_sum(X) / n
     running = torch.zeros_like(mu)
     cost = torch.empty_like(half_sq)

@@ -23,7 +23,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from ..base import PoolSelection, Signals, _check_finite, _is_mapping
+from ..base import PoolSelection, Signals, _check_finite, _is_mapping, _rows
 from ..kernels import (
     CHUNK_BYTES,
     as_tensor,
@@ -99,10 +99,10 @@ class Craig(_DenseOrSparse):
     _returns_weights = True
     _nested = False  # the ranking is nested, but the weights depend on the budget
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 optimizer="lazy", epsilon=0.01, kernel="auto", n_neighbors=32,
-                 max_memory=4 * 2**30, device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", optimizer="lazy", epsilon=0.01, kernel="auto",
+                 n_neighbors=32, max_memory=4 * 2**30, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
         self.epsilon = epsilon
@@ -348,9 +348,10 @@ class GradMatch(_KernelSelector):
         "max_memory": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 lam=0.01, max_memory=4 * 2**30, device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", lam=0.01, max_memory=4 * 2**30, device=None,
+                 verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.lam = lam
         self.max_memory = max_memory
@@ -495,10 +496,10 @@ class Glister(_KernelSelector):
         "max_memory": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 eta=0.1, static=False, optimizer="stochastic", epsilon=0.01, max_memory=4 * 2**30,
-                 device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", eta=0.1, static=False, optimizer="stochastic",
+                 epsilon=0.01, max_memory=4 * 2**30, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.eta = eta
         self.static = static
@@ -569,7 +570,7 @@ class Glister(_KernelSelector):
             return signals, y
         val, y_val = self._val
         if y_val is None or y is None:
-            return val, None
+            return _rows(val, np.arange(val.shape[0])), None
         codes = np.searchsorted(self.classes_, y_val)
         rows = np.flatnonzero(np.isin(codes, np.unique(y)))
         if len(rows) == 0:
@@ -577,7 +578,7 @@ class Glister(_KernelSelector):
                 f"X_val has no row of class {self.classes_[y[0]]!r}; with balance=True every "
                 "class needs validation rows (or pass balance=False)."
             )
-        return val[rows], codes[rows]
+        return _rows(val, rows), codes[rows]
 
     def _select_pool(self, signals, y, budget, random_state):
         n = signals.shape[0]

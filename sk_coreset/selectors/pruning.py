@@ -170,6 +170,13 @@ class CCS(_WrappedScores):
         Select every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Seeds the sampling inside strata and tie breaks.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
+        ``base_selector``'s own ``n_jobs`` is not used: it scores the rows inside
+        each pool's task.
     base_selector : ScoreSelector or None, default=None
         Source of the difficulty scores; ``None`` means ``AUM()`` (lowest AUM = hardest).
     beta : float in [0, 1) or "auto", default="auto"
@@ -211,11 +218,12 @@ class CCS(_WrappedScores):
         *,
         balance=True,
         random_state=None,
+        n_jobs=None,
         base_selector=None,
         beta="auto",
         n_strata=50,
     ):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.base_selector = base_selector
         self.beta = beta
         self.n_strata = n_strata
@@ -264,6 +272,11 @@ class Moderate(BaseSelector):
         Select every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Breaks ties between equal distances.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
 
     Attributes
     ----------
@@ -328,6 +341,13 @@ class D2Pruning(_WrappedScores):
         Select every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Seeds tie breaks.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
+        ``base_selector``'s own ``n_jobs`` is not used: it scores the rows inside
+        each pool's task.
     base_selector : ScoreSelector or None, default=None
         Source of the difficulty scores; ``None`` means ``AUM()``.
     n_neighbors : int, default=5
@@ -378,6 +398,7 @@ class D2Pruning(_WrappedScores):
         *,
         balance=True,
         random_state=None,
+        n_jobs=None,
         base_selector=None,
         n_neighbors=5,
         gamma=0.1,
@@ -385,7 +406,7 @@ class D2Pruning(_WrappedScores):
         device="auto",
         verbose=False,
     ):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.base_selector = base_selector
         self.n_neighbors = n_neighbors
         self.gamma = gamma
@@ -478,6 +499,11 @@ class Prototypes(BaseSelector):
         whole set is one pool).
     random_state : int, RandomState instance or None, default=None
         Seeds k-means and tie breaks.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     n_clusters : int, default=10
         Clusters per pool (fewer when the pool has fewer distinct rows).
     keep : {"auto", "hard", "easy"}, default="auto"
@@ -520,11 +546,12 @@ class Prototypes(BaseSelector):
         *,
         balance=True,
         random_state=None,
+        n_jobs=None,
         n_clusters=10,
         keep="auto",
         minibatch="auto",
     ):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.n_clusters = n_clusters
         self.keep = keep
         self.minibatch = minibatch

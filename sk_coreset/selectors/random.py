@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import _num_samples, validate_data
 
-from ..base import BaseSelector, PoolSelection, Signals, _is_mapping
+from ..base import BaseSelector, PoolSelection, Signals, _is_lazy, _is_mapping
 from ._registry import register_selector
 
 
@@ -27,6 +27,11 @@ class RandomSelector(BaseSelector):
         Sample every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Seed of the sampling.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
 
     Examples
     --------
@@ -43,8 +48,8 @@ class RandomSelector(BaseSelector):
         return Signals(rows=np.empty((_num_samples(X), 0)))
 
     def _check_plain_array(self, X, reset):
-        if _is_mapping(X) or isinstance(X, torch.Tensor):
-            return X
+        if _is_mapping(X) or isinstance(X, torch.Tensor) or _is_lazy(X):
+            return X  # rows are never read, so dask arrays are not computed
         if not (hasattr(X, "__array__") or sp.issparse(X)):
             return X  # lists, torch Datasets: rows are never read
         two_d = sp.issparse(X) or np.ndim(X) >= 2  # rows may be 1-D items too

@@ -705,6 +705,11 @@ _COMMON_DOC = """
         Select every class independently (one kernel per class).
     random_state : int, RandomState instance or None, default=None
         Seed of the stochastic optimizer.
+    n_jobs : int or None, default=None
+        Pools (classes with ``balance=True``) selected in parallel with joblib, also
+        on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None`` means 1
+        unless in a joblib backend context, ``-1`` all processors. The result does not
+        depend on it.
     signal : str, default="gradient"
         ``"gradient"``: the proxy's last-layer gradients from ``embedding``, ``proba``
         and the labels (closed form, never materialised); ``"precomputed"``: ``X`` is an
@@ -763,10 +768,10 @@ class FacilityLocation(_DenseOrSparse):
     (6,)
     """
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 optimizer="lazy", epsilon=0.01, kernel="auto", n_neighbors=32,
-                 max_memory=4 * 2**30, device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", optimizer="lazy", epsilon=0.01, kernel="auto",
+                 n_neighbors=32, max_memory=4 * 2**30, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
         self.epsilon = epsilon
@@ -831,10 +836,10 @@ class GraphCut(_GreedySelector):
         "lam": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 optimizer="lazy", epsilon=0.01, lam=1.0, max_memory=4 * 2**30, device=None,
-                 verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", optimizer="lazy", epsilon=0.01, lam=1.0,
+                 max_memory=4 * 2**30, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
         self.epsilon = epsilon
@@ -891,10 +896,10 @@ class LogDeterminant(_GreedySelector):
         "ridge": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, signal="gradient",
-                 optimizer="lazy", epsilon=0.01, ridge=1e-3, max_memory=4 * 2**30,
-                 device=None, verbose=False):
-        super().__init__(fraction, balance=balance, random_state=random_state)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 signal="gradient", optimizer="lazy", epsilon=0.01, ridge=1e-3,
+                 max_memory=4 * 2**30, device=None, verbose=False):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
         self.epsilon = epsilon

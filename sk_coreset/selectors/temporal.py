@@ -74,6 +74,11 @@ class DynamicUncertainty(ScoreSelector):
         Select every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Seeds tie breaks.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         Which end of the score ranking is kept.
     window : int, default=10
@@ -103,9 +108,11 @@ class DynamicUncertainty(ScoreSelector):
     }
 
     def __init__(
-        self, fraction=0.1, *, balance=True, random_state=None, keep="highest", window=10
+        self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None, keep="highest",
+        window=10,
     ):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
         self.window = window
 
     def _score(self, signals, y, random_state):
@@ -158,6 +165,11 @@ class TDDS(ScoreSelector):
         Select every class independently with largest-remainder budgets.
     random_state : int, RandomState instance or None, default=None
         Seeds tie breaks.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         Which end of the score ranking is kept.
     window : int >= 3, default=10
@@ -198,11 +210,13 @@ class TDDS(ScoreSelector):
         *,
         balance=True,
         random_state=None,
+        n_jobs=None,
         keep="highest",
         window=10,
         decay=0.9,
     ):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
         self.window = window
         self.decay = decay
 

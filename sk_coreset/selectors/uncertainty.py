@@ -23,8 +23,10 @@ class _Uncertainty(ScoreSelector):
     _required_signals = ("proba",)
     _rowwise_scores = True
 
-    def __init__(self, fraction=0.1, *, balance=True, random_state=None, keep="highest"):
-        super().__init__(fraction, balance=balance, random_state=random_state, keep=keep)
+    def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
+                 keep="highest"):
+        super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs,
+                         keep=keep)
 
     def _score(self, signals, y, random_state):
         proba = _check_proba(_as_numpy(signals.per_init("proba"))).astype(np.float64)
@@ -61,6 +63,11 @@ class LeastConfidence(_Uncertainty):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties between equal scores.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the most uncertain rows.
 
@@ -97,6 +104,11 @@ class Entropy(_Uncertainty):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties between equal scores.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the most uncertain rows.
 
@@ -135,6 +147,11 @@ class Margin(_Uncertainty):
         Select every class independently.
     random_state : int, RandomState instance or None, default=None
         Seed of the random order that breaks ties between equal scores.
+    n_jobs : int or None, default=None
+        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
+        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
+        means 1 unless in a joblib backend context, ``-1`` all processors. The result
+        does not depend on it.
     keep : {"highest", "lowest"}, default="highest"
         ``"highest"`` keeps the most uncertain rows.
 
