@@ -20,7 +20,9 @@ import re
 
 import torch
 from torch import nn
-from torchvision import models as tvm
+
+# torchvision.models is imported inside the builders that use it: importing it costs
+# seconds, paid by every joblib or Dask worker that unpickles a selector otherwise.
 
 __all__ = ["Net", "available_nets", "build_net"]
 
@@ -338,6 +340,8 @@ def _replace_conv(root: nn.Module, path: str, in_channels=None, stride=None, pad
 
 
 def _inception(n_classes: int, in_channels: int, small: bool) -> Net:
+    from torchvision import models as tvm
+
     model = tvm.inception_v3(
         weights=None, num_classes=n_classes, aux_logits=False, init_weights=True,
         transform_input=False,
@@ -353,6 +357,8 @@ def _inception(n_classes: int, in_channels: int, small: bool) -> Net:
 
 
 def _mobilenet(variant: str, n_classes: int, in_channels: int, small: bool) -> Net:
+    from torchvision import models as tvm
+
     factory = tvm.mobilenet_v3_large if variant == "large" else tvm.mobilenet_v3_small
     model = factory(weights=None, num_classes=n_classes)
     if small or in_channels != 3:
@@ -362,6 +368,8 @@ def _mobilenet(variant: str, n_classes: int, in_channels: int, small: bool) -> N
 
 def _torchvision_plain(name: str, n_classes: int, in_channels: int) -> Net:
     """ResNet, VGG (batch norm) and AlexNet at ImageNet size."""
+    from torchvision import models as tvm
+
     if name.startswith("resnet"):
         model, head, stem = getattr(tvm, name)(weights=None, num_classes=n_classes), "fc", "conv1"
     elif name.startswith("vgg"):
