@@ -5,6 +5,7 @@ Selectors (``sk_coreset.selectors``) pick rows from per-sample ``Signals`` produ
 and ``CoresetCV`` chain and compare them inside scikit-learn.
 """
 
+from ._config import config_context, get_config, set_config
 from .base import BaseSelector, ScoreSelector, SelectorSampler, Signals, allocate_budgets
 from .datasets import load_dataset
 from .featurizers import NetFeaturizer, TrainingDynamics
@@ -30,6 +31,9 @@ __all__ = [
     "available_nets",
     "available_selectors",
     "build_net",
+    "config_context",
+    "get_config",
     "load_dataset",
     "make_selector",
+    "set_config",
 ]

@@ -10,8 +10,12 @@ validation, label handling, budgets, the per-class loop and the fitted attribute
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
+import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +31,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 from skorch.helper import SliceDict
+
+from ._config import format_bytes, get_config, memory_limit
 
 __all__ = [
     "BaseSelector",
@@ -194,6 +200,62 @@ def allocate_budgets(class_sizes, total: int) -> np.ndarray:
     return budgets
 
 
+class _MemoryPlan(NamedTuple):
+    """What ``BaseSelector._plan_memory`` found: the fit's peak and its largest task."""
+
+    total: int  # peak bytes of the fit
+    limit: float  # the limit it is checked against
+    workers: int  # tasks that run at once
+    rows: int  # rows of the most demanding task
+    budget: int  # its budget
+    pool: int  # its bytes
+
+
+_READING = threading.local()
+
+
+@contextmanager
+def _shapes_only():
+    """Validation inside reads shapes and dtypes only (no NaN/inf scan)."""
+    _READING.shapes_only = True
+    try:
+        yield
+    finally:
+        _READING.shapes_only = False
+
+
+def _dtype(value) -> np.dtype:
+    if isinstance(value, torch.Tensor):
+        return np.dtype(f"f{value.element_size()}") if value.is_floating_point() else np.dtype(
+            f"i{value.element_size()}")
+    return np.dtype(value.dtype)
+
+
+def row_elements(value) -> int:
+    """Elements in one row of a signal (``prod(shape[1:])``)."""
+    return int(np.prod(value.shape[1:], dtype=np.int64))
+
+
+def row_bytes(value) -> int:
+    """Bytes of one row of a signal, in its own dtype."""
+    return row_elements(value) * _dtype(value).itemsize
+
+
+def signal_bytes(signals, names, n_rows: int, itemsize: int | None = None) -> int:
+    """Bytes of ``n_rows`` rows of the named signals (absent names count 0), in their
+    own dtypes or, with ``itemsize``, converted to elements of that size."""
+    return sum(
+        int(n_rows) * row_elements(signals[name]) * (itemsize or _dtype(signals[name]).itemsize)
+        for name in set(names) if name in signals
+    )
+
+
+def _round_up_gib(nbytes: float) -> str:
+    """A round size above ``nbytes`` in GiB, for messages."""
+    gib = nbytes / 2**30 * 1.25
+    return f"{math.ceil(gib)}" if gib >= 1 else f"{math.ceil(gib * 10) / 10:.1f}"
+
+
 class PoolSelection:
     """What a selector's ``_select_pool`` returns for one pool (pool-local indices).
 
@@ -218,6 +280,11 @@ class BaseSelector(BaseEstimator):
     rows of one pool and returns a :class:`PoolSelection`. Score-based selectors may
     instead implement ``_score(signals, y, random_state)`` over all rows and let the base
     class keep the best ``budget`` rows of each pool.
+
+    Before any heavy work, ``fit`` estimates its peak memory from shapes, dtypes, pool
+    sizes and budgets (:meth:`estimate_memory`; a subclass gives the bytes of one pool
+    in ``_pool_memory(n_rows, budget, signals)``) and raises a ``ValueError`` that lists
+    fixes when it exceeds the memory limit (:func:`sk_coreset.set_config`).
 
     Parameters
     ----------
@@ -324,18 +391,23 @@ class BaseSelector(BaseEstimator):
         self
         """
         self._check_fraction()
-        signals = self._validate_signals(X, y)
-        n = signals.shape[0]
-        y_codes = self._encode_labels(y, n)
-        total = resolve_budget(self.fraction, n)
-        pools = self._pools(y_codes, n)
-        self.budgets_ = allocate_budgets([len(p) for p in pools], total)
-        # one seed per pool, drawn up front, so pools are independent of each other
-        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=len(pools) + 1)
-        scores = None
-        if self._is_score_based():
-            scores = self._fit_scores(signals, y_codes, pools, np.random.RandomState(seeds[-1]))
-        picks = self._pick(signals, y_codes, pools, seeds, scores)
+        before = dict(self.__dict__)
+        try:
+            signals = self._validate_signals(X, y)
+            n = signals.shape[0]
+            y_codes = self._encode_labels(y, n)
+            pools = self._pools(y_codes, n)
+            self.budgets_ = allocate_budgets([len(p) for p in pools],
+                                             resolve_budget(self.fraction, n))
+            self._refuse_over_limit(self._plan_memory(signals, pools, self.budgets_), signals)
+        except ValueError:  # nothing half-fitted
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        try:
+            picks, scores = self._run_pools(signals, y_codes, pools)
+        finally:
+            del self._pool_memory_limit
         rankings, weights = [], []
         pool_scores = np.full(n, np.nan) if scores is None else None
         for pool, budget, picked in zip(pools, self.budgets_, picks):
@@ -360,6 +432,15 @@ class BaseSelector(BaseEstimator):
         self.n_samples_fit_ = n
         self._fit_fingerprint = _fingerprint(X)
         return self
+
+    def _run_pools(self, signals, y_codes, pools):
+        """The per-pool selections, and the scores of every row for score-based selectors."""
+        # one seed per pool, drawn up front, so pools are independent of each other
+        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=len(pools) + 1)
+        scores = None
+        if self._is_score_based():
+            scores = self._fit_scores(signals, y_codes, pools, np.random.RandomState(seeds[-1]))
+        return self._pick(signals, y_codes, pools, seeds, scores), scores
 
     def _pick(self, signals, y_codes, pools, seeds, scores) -> list:
         """One :class:`PoolSelection` per pool: the best scores, or ``_select_pool``."""
@@ -437,6 +518,201 @@ class BaseSelector(BaseEstimator):
         tie_break = rng.permutation(len(scores))
         order = np.lexsort((tie_break, -np.asarray(scores, dtype=np.float64)))
         return order[:budget]
+
+    # ------------------------------------------------------------------ memory
+    def estimate_memory(self, X, y=None) -> int:
+        """Peak extra memory, in bytes, that ``fit(X, y)`` will allocate beyond its inputs.
+
+        Computed from the shapes and dtypes of the signals, the labels (pool sizes) and
+        the budgets only: no signal value is read, so memory-mapped and dask arrays stay
+        where they are. ``fit`` makes the same estimate before any heavy work: selectors
+        that can choose between a dense, a blocked or a kNN-sparse kernel pick the
+        fastest one that fits the memory limit, and ``fit`` refuses with a
+        ``ValueError`` when even the leanest plan does not fit. The limit is the
+        selector's ``max_memory`` parameter where it has one (and it is not ``None``),
+        else the library setting of :func:`sk_coreset.set_config` (by default 80% of
+        the physical memory).
+
+        Pools run one after another with ``n_jobs=1``, so the most demanding pool
+        counts; with several workers the most demanding pools that run at once add up.
+        Per-row outputs (labels, pools, scores, rankings) come on top. The estimate
+        follows what the code allocates, rounded up; the allocator may keep less
+        resident (pages never touched, memory reused).
+
+        Parameters
+        ----------
+        X : Signals, mapping of arrays, or array-like of shape (n_samples, ...)
+            As in :meth:`fit`.
+        y : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        int
+            Bytes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sk_coreset.selectors import FacilityLocation, KCenterGreedy
+        >>> X = np.zeros((2000, 16), dtype=np.float32)
+        >>> dense = FacilityLocation(balance=False).estimate_memory(X)
+        >>> dense > 2000 * 2000 * 4   # the (n, n) float32 kernel, and more
+        True
+        >>> KCenterGreedy(balance=False).estimate_memory(X) < 2000 * 2000 * 4
+        True
+        """
+        self._check_fraction()
+        before = dict(self.__dict__)
+        try:
+            with _shapes_only():
+                signals = self._validate_signals(X, y)
+            n = signals.shape[0]
+            pools = self._pools(self._encode_labels(y, n), n)
+            budgets = allocate_budgets([len(p) for p in pools], resolve_budget(self.fraction, n))
+            return self._plan_memory(signals, pools, budgets).total
+        finally:  # an estimate leaves no trace
+            self.__dict__.clear()
+            self.__dict__.update(before)
+
+    def _pool_memory(self, n_rows: int, budget: int, signals) -> int:
+        """Peak bytes that selecting from one pool of ``n_rows`` rows allocates, beyond
+        the pool's rows themselves (which :meth:`estimate_memory` counts).
+
+        Every selector overrides it with a formula of ``n_rows``, ``budget`` and the
+        shapes and dtypes of ``signals`` (the whole bundle; read ``shape[1:]`` and
+        ``dtype`` only, never values). The default is one float64 copy of the signals
+        the selector reads and a few floats per row.
+        """
+        return signal_bytes(signals, self._signals_needed(signals), n_rows, 8) + 32 * n_rows
+
+    def _memory_limit(self) -> float:
+        """Bytes ``fit`` may allocate: the ``max_memory`` parameter, else the library setting."""
+        return memory_limit(getattr(self, "max_memory", None))
+
+    def _pool_limit(self) -> float:
+        """Bytes one pool may use: its share of the limit, fixed by ``_plan_memory``."""
+        share = self.__dict__.get("_pool_memory_limit")
+        return self._memory_limit() if share is None else share
+
+    def _plan_memory(self, signals, pools, budgets) -> _MemoryPlan:
+        """Estimate the fit's peak; set ``_pool_memory_limit``, one pool's share of the limit.
+
+        Kernel choices inside ``_pool_memory`` and ``_select_pool`` compare their
+        estimates with that share, so that the pools that run at once fit together.
+        """
+        n = signals.shape[0]
+        tasks = self._memory_tasks(signals, pools, budgets)
+        workers = self._memory_workers(len(tasks))
+        copies = [self._copy_memory(signals, rows) for rows, _ in tasks]
+        fixed = 64 * n  # labels, pools, per-row scores, rankings
+        if workers == 1 and len(tasks) > 1:
+            fixed += max(copies)  # the next pool's rows are read while the last's are held
+        # rows sent to a worker are held twice: pickled here and unpickled there
+        held = min(workers, 2)
+        limit = self._memory_limit()
+        self._pool_memory_limit = (limit - fixed) / workers - held * max(copies, default=0)
+        costs = [self._pool_memory(len(rows), int(budget), signals) + held * copy
+                 for (rows, budget), copy in zip(tasks, copies)]
+        worst = int(np.argmax(costs)) if costs else None
+        running = sum(sorted(costs)[-workers:])
+        total = max(self._validation_memory(signals), fixed + running)
+        return _MemoryPlan(
+            total=int(total), limit=limit, workers=workers,
+            rows=0 if worst is None else len(tasks[worst][0]),
+            budget=0 if worst is None else int(tasks[worst][1]),
+            pool=0 if worst is None else int(costs[worst]),
+        )
+
+    def _memory_workers(self, n_tasks: int) -> int:
+        """How many of ``n_tasks`` tasks run at once (see :meth:`_map_pools`)."""
+        return min(n_tasks, effective_n_jobs(self.n_jobs)) if n_tasks > 1 else 1
+
+    def _memory_tasks(self, signals, pools, budgets) -> list:
+        """``(rows, budget)`` of every task ``fit`` runs: a pool for ``_select_pool``; for
+        ``_score`` a block of at most 65,536 rows of a pool, or all rows at once."""
+        if not self._is_score_based():
+            return list(zip(pools, budgets))
+        if not self._rowwise_scores:
+            return [(np.arange(signals.shape[0]), 0)]
+        return [(rows, 0) for rows in _chunks(pools)]
+
+    def _copy_memory(self, signals, rows) -> int:
+        """Bytes of a task's rows as :meth:`_pool_signals` reads them into memory."""
+        n = signals.shape[0]
+        everything = len(rows) == n and np.array_equal(rows, np.arange(n))
+        names = self._signals_needed(signals)
+        if self._optional_signals is None:
+            names = tuple(signals.keys())
+        else:
+            names = (*names, *self._optional_signals)
+        return sum(
+            len(rows) * row_bytes(signals[name]) for name in set(names) & set(signals.keys())
+            if not (everything and not _is_lazy(signals[name]))
+        )
+
+    def _validation_memory(self, signals) -> int:
+        """Peak of the NaN/inf check: a block of booleans (and of values, when read lazily)."""
+        block = min(signals.shape[0], 1 << 16)
+        peak = 0
+        for name in self._signals_needed(signals):
+            value = signals[name]
+            if name in signals and _dtype(value).kind in "fc":
+                read = row_bytes(value) if _is_lazy(value) else 0
+                peak = max(peak, block * (row_elements(value) + read))
+        return peak
+
+    def _refuse_over_limit(self, plan: _MemoryPlan, signals) -> None:
+        if plan.total <= plan.limit:
+            return
+        source = self._memory_limit_source()
+        fixes = self._memory_fixes(plan, signals)
+        if plan.workers > 1:
+            fixes.append(f"n_jobs=1 (now {plan.workers} pools run at once, each in memory)")
+        if source.startswith("max_memory="):
+            fixes.append("a larger max_memory")
+        fixes.append(
+            "a higher library limit, e.g. `with sk_coreset.config_context(max_memory="
+            f"'{_round_up_gib(plan.total)}GiB'): ...`"
+        )
+        raise ValueError(
+            f"{type(self).__name__} would need about {format_bytes(plan.total)} to fit, over "
+            f"the memory limit of {format_bytes(plan.limit)} ({source}). Its most demanding "
+            f"pool has {plan.rows} rows (budget {plan.budget}) and needs about "
+            f"{format_bytes(plan.pool)}. Fixes: " + "; ".join(fixes) + "."
+        )
+
+    def _memory_limit_source(self) -> str:
+        """Where the limit comes from, for messages."""
+        own = getattr(self, "max_memory", None)
+        if own is not None:
+            return f"max_memory={own!r}"
+        if get_config()["max_memory"] is not None:
+            return "set by sk_coreset.set_config"
+        return "the default, 80% of the physical memory"
+
+    def _memory_fixes(self, plan: _MemoryPlan, signals) -> list:
+        """Changes of parameters that lower the estimate (beside the limit itself)."""
+        fixes = []
+        if not self.balance and len(getattr(self, "classes_", ())) > 1:
+            fixes.append("balance=True (one pool per class)")
+        if plan.budget > 1 and self._pool_memory(plan.rows, plan.budget // 2, signals) < plan.pool:
+            fixes.append("a smaller fraction")
+        return fixes
+
+    def _partition_fix(self, plan: _MemoryPlan, signals) -> list:
+        """GreeDi's partitions, for the selectors it wraps: the fewest parts that fit."""
+        for parts in (2**k for k in range(1, 11)):
+            size = math.ceil(plan.rows / parts)
+            need = self._pool_memory(size, min(size, plan.budget), signals)
+            if need <= self._pool_limit():
+                return [(
+                    f"two-round partitioned selection, GreeDi({type(self).__name__}(...), "
+                    f"n_partitions={parts}) (a part of {size} rows needs about "
+                    f"{format_bytes(need)})"
+                )]
+        return []
+
 
     # -------------------------------------------------------------- validation
     def _check_fraction(self):
@@ -641,7 +917,7 @@ def _check_finite(name, value, block=1 << 16):
     dtype = np.dtype(str(value.dtype).replace("torch.", "")) if hasattr(value, "dtype") else None
     if dtype is None or dtype.kind not in "fciub":
         raise ValueError(f"Signal {name!r} must be numeric; got dtype {dtype}.")
-    if dtype.kind not in "fc":
+    if dtype.kind not in "fc" or getattr(_READING, "shapes_only", False):
         return
     bad = 0
     for start in range(0, value.shape[0], block):
@@ -772,6 +1048,13 @@ class ScoreSelector(BaseSelector):
 
     def _signals_needed(self, signals):
         return ("scores",) if "scores" in signals else self._required_signals
+
+    def _memory_tasks(self, signals, pools, budgets) -> list:
+        return [] if "scores" in signals else super()._memory_tasks(signals, pools, budgets)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Scoring a block of rows: by default three float64 copies of what it reads."""
+        return 3 * signal_bytes(signals, self._signals_needed(signals), n_rows, 8) + 32 * n_rows
 
     def _fit_scores(self, signals, y, pools, random_state):
         if "scores" in signals:

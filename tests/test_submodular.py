@@ -184,9 +184,10 @@ def test_memory_budget_refuses_or_switches_to_knn():
     with pytest.raises(ValueError, match="max_memory"):
         FacilityLocation(fraction=0.1, balance=False, max_memory=1e3).fit(X)
     # the dense kernel (400^2 floats) does not fit but 4 neighbours per row do
-    budget = 3 * 2**27 + 400 * 4 * 72 + 1000
-    auto = FacilityLocation(fraction=0.1, balance=False, n_neighbors=4, max_memory=budget)
     knn = FacilityLocation(fraction=0.1, balance=False, n_neighbors=4, kernel="knn")
+    budget = knn.estimate_memory(X)
+    assert FacilityLocation(fraction=0.1, balance=False, kernel="dense").estimate_memory(X) > budget
+    auto = FacilityLocation(fraction=0.1, balance=False, n_neighbors=4, max_memory=budget)
     np.testing.assert_array_equal(auto.fit(X).sample_indices_, knn.fit(X).sample_indices_)
 
 

@@ -16,6 +16,7 @@ from .submodular import FacilityLocation, GraphCut, LogDeterminant
 from .gradient import Craig, GradMatch, Glister
 from .pruning import CCS, D2Pruning, Moderate, Prototypes
 from .temporal import TDDS, DynamicUncertainty
+from .partitioned import GreeDi
 
 __all__ = [
     "AUM",
@@ -33,6 +34,7 @@ __all__ = [
     "Forgetting",
     "GradMatch",
     "GraNd",
+    "GreeDi",
     "GraphCut",
     "Glister",
     "Herding",

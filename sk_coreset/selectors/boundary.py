@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ..base import ScoreSelector
+from ..base import ScoreSelector, _dtype
 from ._registry import register_selector
-from .geometry import _working_tensor
+from .geometry import _working_memory, _working_tensor
 from .uncertainty import _check_proba
 
 __all__ = ["Cal", "DeepFool"]
@@ -95,6 +95,21 @@ class Cal(ScoreSelector):
             return super()._fit_scores(signals, y, pools, random_state)
         # neighbours are searched within a pool, so each pool is scored on its own
         return self._scores_by_block(signals, y, pools, random_state)
+
+    def _memory_tasks(self, signals, pools, budgets) -> list:
+        return [] if "scores" in signals else [(pool, 0) for pool in pools]
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Squared norms and logarithms; per block of queries, their embeddings, a block
+        of distances of at most ``_BLOCK_BYTES``, the neighbours and five temporaries of
+        the (query, neighbour, class) divergences."""
+        item, dim, emb_copy = _working_memory(signals["embedding"], n_rows)
+        classes = signals["proba"].shape[-1]
+        proba_copy = 0 if _dtype(signals["proba"]).itemsize == item else n_rows * classes * item
+        k = max(0, min(self.n_neighbors, n_rows - 1))
+        rows = min(n_rows, max(1, _BLOCK_BYTES // (n_rows * item)))
+        block = rows * (dim + n_rows + k * (1 + 5 * classes)) * item + 8 * rows * k
+        return emb_copy + proba_copy + n_rows * (classes + 1) * item + block + 48 * n_rows
 
     def _score(self, signals, y, random_state):
         """Scores of one pool: every row's neighbours are searched among these rows."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
-from ..base import ScoreSelector, _is_mapping, as_signals
+from ..base import ScoreSelector, _dtype, _is_mapping, as_signals, row_elements, signal_bytes
 from ..kernels import grad_errors, grad_norms
 from ._registry import register_selector
 from .uncertainty import _as_numpy, _check_proba
@@ -130,6 +130,11 @@ class Forgetting(ScoreSelector):
             scores += 0.5 * (1.0 - correct.mean(axis=(1, 2)))
         return scores
 
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Four boolean arrays of the signal's size (learned, previous, their negation, the
+        events) and a few floats per row."""
+        return 4 * n_rows * row_elements(signals["correct"]) + 48 * n_rows
+
 
 class _LabelScore(ScoreSelector):
     _requires_y = True
@@ -225,6 +230,18 @@ class GraNd(ScoreSelector):
         norms = [_as_numpy(grad_norms(h, p, columns)) for h, p in _inits(embedding, proba)]
         return np.mean(norms, axis=0, dtype=np.float64)
 
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Explicit gradients: a float64 copy and its squares. Last-layer gradients, one
+        proxy initialisation at a time: the error vectors (n, C) and, when the embedding's
+        dtype differs from theirs, a converted copy of the embedding; one norm per row."""
+        if "gradient" in signals and "scores" not in signals:
+            return 2 * signal_bytes(signals, ("gradient",), n_rows, 8) + 32 * n_rows
+        emb, proba = signals["embedding"], signals["proba"]
+        inits = max(emb.shape[1] if emb.ndim == 3 else 1, proba.shape[1] if proba.ndim == 3 else 1)
+        item = 8 if _dtype(proba) == np.float64 else 4
+        converted = emb.shape[-1] * item if _dtype(emb).itemsize != item else 0
+        return n_rows * (proba.shape[-1] * item + converted + 8 * inits) + 32 * n_rows
+
 
 @register_selector("EL2N")
 class EL2N(_LabelScore):
@@ -277,6 +294,12 @@ class EL2N(_LabelScore):
             e = _as_numpy(grad_errors(p, columns)).astype(np.float64)
             norms.append(np.linalg.norm(e, axis=1))
         return np.mean(norms, axis=0)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """One initialisation at a time: the errors, their float64 copy and squares."""
+        proba = signals["proba"]
+        inits = proba.shape[1] if proba.ndim == 3 else 1
+        return n_rows * (24 * proba.shape[-1] + 8 * inits) + 32 * n_rows
 
 
 @register_selector("AUM")
@@ -364,3 +387,8 @@ class AUM(ScoreSelector):
         true = history[rows, ..., columns].copy()
         history[rows, ..., columns] = -np.inf
         return (true - history.max(axis=-1)).reshape(len(history), -1).mean(axis=1)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """A float64 copy of the margins (or of the probability history) and temporaries
+        of at most its size."""
+        return 2 * signal_bytes(signals, self._signals_needed(signals), n_rows, 8) + 32 * n_rows

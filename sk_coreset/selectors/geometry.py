@@ -18,9 +18,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from ..base import BaseSelector, PoolSelection, Signals
+from ..base import BaseSelector, PoolSelection, Signals, _dtype, row_elements
 from ..kernels import resolve_device
 from ._registry import register_selector
+from .submodular import one_thread
 from .uncertainty import _check_proba
 
 __all__ = ["ContextualDiversity", "Herding", "KCenterGreedy", "k_center_greedy"]
@@ -34,6 +35,19 @@ _CANDIDATES = 16
 
 # Key of the hidden per-row signal that carries ``already_selected`` through the pools.
 _INITIAL_KEY = "_already_selected_rank"
+# Rows a certification step refreshes, at most, in the memory estimate (it starts at
+# _CANDIDATES and rarely grows past a few hundred).
+_CERTIFIED_ROWS = 1024
+
+
+def _working_memory(value, n: int) -> tuple[int, int, int]:
+    """``(itemsize, row width, bytes)`` of :func:`_working_tensor` on ``n`` rows of ``value``:
+    float32 and float64 rows are used in place, other dtypes become float32 copies."""
+    dtype = _dtype(value)
+    width = row_elements(value)
+    if dtype in (np.float32, np.float64):
+        return dtype.itemsize, width, 0
+    return 4, width, 4 * n * width
 
 
 def _working_tensor(x, device=None) -> torch.Tensor:
@@ -120,13 +134,14 @@ def _farthest_first(metric: _Metric, budget: int, initial: torch.Tensor,
     metric.fold(min_dist, initial)
     min_dist[initial] = -1.0
     folded = m  # selected[:folded] are folded into min_dist for every row
-    for step in tqdm(range(m, budget), disable=not verbose, desc="farthest-first"):
-        if step - folded >= _FOLD_EVERY:
-            metric.fold(min_dist, selected[folded:step])
-            folded = step
-        centre = _certified_argmax(metric, min_dist, selected[folded:step])
-        selected[step] = centre
-        min_dist[centre] = -1.0
+    with one_thread():
+        for step in tqdm(range(m, budget), disable=not verbose, desc="farthest-first"):
+            if step - folded >= _FOLD_EVERY:
+                metric.fold(min_dist, selected[folded:step])
+                folded = step
+            centre = _certified_argmax(metric, min_dist, selected[folded:step])
+            selected[step] = centre
+            min_dist[centre] = -1.0
     return selected
 
 
@@ -271,6 +286,22 @@ class _FarthestFirst(BaseSelector):
                             random_state, self.verbose)
         return PoolSelection(indices)
 
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """The metric's per-row features, the running minimum, a fold of at most 32 new
+        centres (three row blocks of at most ``_BLOCK_BYTES``) and a certification step."""
+        item, width, convert = _working_memory(signals[self._required_signals[0]], n_rows)
+        features, row_width = self._metric_memory(n_rows, width, item)
+        given = 0 if self.already_selected is None else len(self.already_selected)
+        centres = max(_FOLD_EVERY, given)
+        fold = 3 * min(_BLOCK_BYTES, n_rows * centres * item)
+        certify = min(n_rows, _CERTIFIED_ROWS) * (row_width + 3 * _FOLD_EVERY) * item
+        return convert + features + n_rows * item + fold + certify + 8 * budget + 16 * n_rows
+
+    def _memory_fixes(self, plan, signals) -> list:
+        fixes = super()._memory_fixes(plan, signals)
+        return fixes + self._partition_fix(plan, signals) if isinstance(self, KCenterGreedy) \
+            else fixes
+
 
 @register_selector("kCenterGreedy", "KCenter", "k-center", "CoreSet")
 class KCenterGreedy(_FarthestFirst):
@@ -324,6 +355,11 @@ class KCenterGreedy(_FarthestFirst):
 
     def _metric(self, X):
         return _euclidean(X)
+
+    @staticmethod
+    def _metric_memory(n, width, item):
+        """(bytes of the metric's own features, width of a row it refreshes)."""
+        return n * (width + 2) * item, width  # the squared norms square a copy of the rows
 
 
 @register_selector("ContextualDiversity", "CD")
@@ -380,6 +416,11 @@ class ContextualDiversity(_FarthestFirst):
 
     def _metric(self, P):
         return _symmetric_kl(_check_proba(P), self.eps)
+
+    @staticmethod
+    def _metric_memory(n, width, item):
+        # logarithms, a concatenation and its half, the second concatenation
+        return 7 * n * width * item, 2 * width
 
 
 @register_selector("Herding")
@@ -439,6 +480,15 @@ class Herding(BaseSelector):
         X = X.reshape(X.shape[0], -1)
         return PoolSelection(_herding(X, budget, self.verbose).cpu().numpy())
 
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Squared norms (of a squared copy of the rows) and costs, a float64 block of the
+        column sums."""
+        item, width, convert = _working_memory(signals["embedding"], n_rows)
+        block = min(n_rows, max(1, 2**22 // (8 * max(1, width)))) * width * 8
+        squares = n_rows * width * item
+        return convert + squares + 3 * n_rows * item + block + 8 * budget + 32 * width \
+            + 16 * n_rows
+
 
 def _float64_sum(X: torch.Tensor) -> torch.Tensor:
     """Column sums in float64, in row blocks (``X.sum(0, dtype=float64)`` copies all of X)."""
@@ -461,10 +511,11 @@ def _herding(X: torch.Tensor, budget: int, verbose: bool) -> torch.Tensor:
     mu = _float64_sum(X) / n
     running = torch.zeros_like(mu)
     cost = torch.empty_like(half_sq)
-    for t in tqdm(range(1, budget + 1), disable=not verbose, desc="herding"):
-        torch.addmv(half_sq, X, (t * mu - running).to(X.dtype), alpha=-1.0, out=cost)
-        pick = torch.argmin(cost).view(1)
-        selected[t - 1] = pick[0]
-        half_sq.index_fill_(0, pick, float("inf"))
-        running += X.index_select(0, pick)[0]
+    with one_thread():
+        for t in tqdm(range(1, budget + 1), disable=not verbose, desc="herding"):
+            torch.addmv(half_sq, X, (t * mu - running).to(X.dtype), alpha=-1.0, out=cost)
+            pick = torch.argmin(cost).view(1)
+            selected[t - 1] = pick[0]
+            half_sq.index_fill_(0, pick, float("inf"))
+            running += X.index_select(0, pick)[0]
     return selected

@@ -14,6 +14,7 @@ All three read the proxy's last-layer gradients through their closed-form factor
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from ..base import PoolSelection, Signals, _check_finite, _is_mapping, _rows
+from ..base import PoolSelection, Signals, _check_finite, _is_mapping, _rows, signal_bytes
 from ..kernels import (
     CHUNK_BYTES,
     as_tensor,
@@ -38,11 +39,13 @@ from .submodular import (
     _COMMON_DOC,
     _DEVICE_DOC,
     _GREEDY_DOC,
+    _MEMORY_DOC,
     FacilityLocationFunction,
     _ByInstance,
     _DenseOrSparse,
     _KernelSelector,
     _knn_matrix,
+    _row_access,
     greedy_maximize,
     kernel_rows,
     one_thread,
@@ -64,18 +67,16 @@ class Craig(_DenseOrSparse):
     assigned to its most similar selected row (the earliest pick on ties) and a selected
     row's weight is the size of its cluster, itself included, so the weights of a pool
     sum to its size (the DeepCore reference adds 1 to each). A pool too large for a
-    dense kernel (``max_memory``) gets a kNN-sparse one; the weights always come from
-    the exact assignment, computed in chunks.
+    dense kernel (see ``max_memory``) gets a kNN-sparse one; the weights always come
+    from the exact assignment, computed in chunks.
 
     Parameters
     ----------{_COMMON_DOC}{_GREEDY_DOC}
     kernel : {{"auto", "dense", "knn"}}, default="auto"
-        ``"auto"`` is dense when the estimate fits ``max_memory``, else kNN-sparse.
+        ``"auto"`` is dense when the estimate fits the memory limit and the kernel takes
+        at most 4 GiB, else kNN-sparse.
     n_neighbors : int, default=32
-        Neighbours per row of the kNN-sparse kernel.
-    max_memory : float, default=4 GiB
-        Memory budget in bytes of one pool's kernel; a plan that exceeds it raises a
-        ``ValueError`` before anything is allocated.{_DEVICE_DOC}
+        Neighbours per row of the kNN-sparse kernel.{_MEMORY_DOC}{_DEVICE_DOC}
 
     Attributes
     ----------
@@ -101,7 +102,7 @@ class Craig(_DenseOrSparse):
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  signal="gradient", optimizer="lazy", epsilon=0.01, kernel="auto",
-                 n_neighbors=32, max_memory=4 * 2**30, device=None, verbose=False):
+                 n_neighbors=32, max_memory=None, device=None, verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
@@ -120,7 +121,7 @@ class Craig(_DenseOrSparse):
             sizes = _dense_cluster_sizes(K, order)
         else:
             terms = self._pool_terms(signals, y)
-            if self._plan(n, budget) == "dense":
+            if self._kernel_choice(n, budget, signals) == "dense":
                 K = pairwise_kernel(terms, "euclidean", verbose=self.verbose)
                 max_dist = float(K.max())
                 K.neg_().add_(max_dist + _CRAIG_SHIFT)
@@ -133,6 +134,27 @@ class Craig(_DenseOrSparse):
                 order, gains = self._greedy(FacilityLocationFunction(sim), budget, random_state)
                 sizes = _nearest_cluster_sizes(terms, order)
         return PoolSelection(order, weights=sizes, scores=self._scores(n, order, gains))
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        # the factors live until the cluster sizes are known
+        if kind == "precomputed":
+            kernel, item = self._precomputed_memory(n, signals)
+            return kernel + max(self._dense_greedy_memory(n, item),
+                                _cluster_memory(n, budget, item))
+        owned = self._terms_memory(n, signals).owned
+        if kind == "dense":
+            after = max(self._dense_greedy_memory(n), _cluster_memory(n, budget, 4))
+            return max(self._dense_memory(n, signals, "euclidean"), owned + 4 * n * n + after)
+        m = min(self.n_neighbors, n)
+        # nearest centres: the centres' factors and blocks of (rows x budget) products
+        nearest = owned * budget // max(n, 1) + min(8 * n * budget, CHUNK_BYTES) + 8 * n
+        return max(self._knn_memory(n, signals, "euclidean") + 4 * n * m,
+                   owned + max(self._sparse_greedy_memory(n, m), nearest))
+
+
+def _cluster_memory(n: int, budget: int, itemsize: int) -> int:
+    """Memory of :func:`_dense_cluster_sizes`: blocks of the picks' kernel rows."""
+    return min(budget * n * itemsize, CHUNK_BYTES) + 16 * n
 
 
 def _dense_cluster_sizes(K: torch.Tensor, order: np.ndarray) -> np.ndarray:
@@ -317,11 +339,10 @@ class GradMatch(_KernelSelector):
     lam : float, default=0.01
         Ridge regularisation of the weights, relative to the pool's mean squared
         gradient norm, so that it means the same for well-fit pools (tiny gradients) and
-        badly fit ones (the reference accepts an absolute lambda but ignores it).
-    max_memory : float, default=4 GiB
-        Memory budget in bytes of one pool: the Gram rows of the picks (``budget x n``
-        floats) and, when it also fits and the budget is at least 5% of the pool, the
-        dense Gram matrix (else each pick's row is computed on its own).{_DEVICE_DOC}
+        badly fit ones (the reference accepts an absolute lambda but ignores it).{_MEMORY_DOC}
+        The Gram rows of the picks (``budget x n`` floats) are always kept; the dense
+        Gram matrix too when it fits and the budget is at least 5% of the pool (else
+        each pick's row is computed on its own).{_DEVICE_DOC}
 
     Attributes
     ----------
@@ -345,11 +366,11 @@ class GradMatch(_KernelSelector):
     _parameter_constraints: dict = {
         **_KernelSelector._parameter_constraints,
         "lam": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_memory": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_memory": [None, Interval(numbers.Real, 0, None, closed="neither"), str],
     }
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
-                 signal="gradient", lam=0.01, max_memory=4 * 2**30, device=None,
+                 signal="gradient", lam=0.01, max_memory=None, device=None,
                  verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
@@ -358,16 +379,28 @@ class GradMatch(_KernelSelector):
         self.device = device
         self.verbose = verbose
 
-    def _plan(self, n, budget):
-        return self._budget_rows_plan(n, budget, "the Gram rows")
-
     def _select_pool(self, signals, y, budget, random_state):
-        n = signals.shape[0]
-        gram = kernel_rows(self._pool_similarity(signals, y), budget, "inner",
-                           self.max_memory - budget * n * 4, self.verbose)
+        dense = self._kernel_choice(signals.shape[0], budget, signals) == "dense"
+        gram = _row_access(self._pool_similarity(signals, y), dense, "inner", self.verbose)
         with one_thread():
             order, weights = grad_match(gram, budget, self.lam, self.verbose)
         return PoolSelection(order, weights=weights)
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        if kind == "precomputed":
+            kernel, item = self._precomputed_memory(n, signals)
+            return kernel + _pursuit_memory(n, budget, item)
+        if kind == "dense":
+            return max(self._dense_memory(n, signals, "inner"),
+                       4 * n * n + _pursuit_memory(n, budget, 4))
+        return self._rows_memory(n, signals, "inner") + _pursuit_memory(n, budget, 4)
+
+
+def _pursuit_memory(n: int, budget: int, itemsize: int) -> int:
+    """Memory of :func:`grad_match`: the picks' Gram rows (and a reordered copy when
+    picks are dropped), the Cholesky factor and the dense temporaries of NNLS and of
+    refactoring after a drop (``budget x budget`` float64)."""
+    return 2 * budget * n * itemsize + 7 * 8 * budget * budget + 64 * n
 
 
 # ------------------------------------------------------------------ Glister
@@ -464,10 +497,9 @@ class Glister(_KernelSelector):
         step); stochastic greedy scores about ``n / k * ln(1 / epsilon)`` rows per step
         through the cross Gram matrix, several times faster.
     epsilon : float in (0, 1), default=0.01
-        Accuracy of the stochastic optimizer.
-    max_memory : float, default=4 GiB
-        Memory budget in bytes for the cross Gram matrix of a pool's training and
-        validation embeddings (``n x n_val`` floats), which makes each step cheap;
+        Accuracy of the stochastic optimizer.{_MEMORY_DOC}
+        The cross Gram matrix of a pool's training and validation embeddings
+        (``n x n_val`` floats), which makes each step cheap, is kept when it fits;
         without it every step passes over the embeddings twice.{_DEVICE_DOC}
 
     Attributes
@@ -493,12 +525,12 @@ class Glister(_KernelSelector):
         "static": ["boolean"],
         "optimizer": [StrOptions({"naive", "stochastic"})],
         "epsilon": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "max_memory": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_memory": [None, Interval(numbers.Real, 0, None, closed="neither"), str],
     }
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  signal="gradient", eta=0.1, static=False, optimizer="stochastic",
-                 epsilon=0.01, max_memory=4 * 2**30, device=None, verbose=False):
+                 epsilon=0.01, max_memory=None, device=None, verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.eta = eta
@@ -534,6 +566,15 @@ class Glister(_KernelSelector):
         self._validation = (X_val, y_val)
         try:
             return super().fit(X, y)
+        finally:
+            del self._validation
+
+    def estimate_memory(self, X, y=None, X_val=None, y_val=None) -> int:
+        """Peak extra memory in bytes of ``fit(X, y, X_val, y_val)``; see
+        :meth:`~sk_coreset.base.BaseSelector.estimate_memory`."""
+        self._validation = (X_val, y_val)
+        try:
+            return super().estimate_memory(X, y)
         finally:
             del self._validation
 
@@ -591,7 +632,7 @@ class Glister(_KernelSelector):
             proba = as_tensor(val.per_init("proba"), ref.device, ref.dtype)
             proba = [proba[:, r] for r in range(proba.shape[1])]
         cross = None
-        if proba is not None and n * val.shape[0] * 4 * len(proba) <= self.max_memory:
+        if proba is not None and self._kernel_choice(n, budget, signals) == "cross":
             cross = [H @ Hv.T for (_, H), (_, Hv) in zip(train_terms, val_terms)]
         function = _GlisterFunction(train_terms, val_terms, proba, self.eta, cross)
         if self.static or proba is None:
@@ -602,3 +643,30 @@ class Glister(_KernelSelector):
                                        epsilon=self.epsilon, random_state=random_state,
                                        verbose=self.verbose)
         return PoolSelection(order, scores=self._scores(n, order, gains))
+
+    def _kernel_options(self, n, budget):
+        # the cross Gram matrix pays with Taylor updates (gradient signal, not static)
+        return ("cross", "plain") if self._source == "gradient" and not self.static else (
+            "plain",)
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        # an upper bound of the pool's validation rows: all of X_val, or the pool itself
+        val = None if getattr(self, "_val", None) is None else self._val[0]
+        n_val = n if val is None else val.shape[0]
+        own = self._terms_memory(n, signals)
+        memory = own.owned + self._terms_memory(n_val, signals).owned + 48 * n
+        if val is not None:
+            memory += signal_bytes(val, self._signals_needed(val), n_val)
+        if self._source == "gradient":
+            # validation logits, labels, shifts and Taylor updates; all gains at once
+            classes = own.first // max(4 * n, 1)
+            memory += 32 * n_val * classes + 2 * own.first
+        if kind == "cross":
+            # and the gains of a sample of rows through it: three (rows x n_val) blocks,
+            # for at most as many rows as make that cheaper than all gains at once
+            width = own.widest // max(4 * n, 1)
+            rows = min(n, math.ceil((n + n_val) * width / max(n_val, 1)))
+            if self.optimizer == "stochastic":
+                rows = min(rows, math.ceil(n / max(budget, 1) * math.log(1 / self.epsilon)))
+            memory += 4 * n * n_val * own.inits + 3 * 4 * rows * n_val * own.inits
+        return memory

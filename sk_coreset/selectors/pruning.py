@@ -19,7 +19,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from ..base import BaseSelector, PoolSelection, ScoreSelector, Signals
+from ..base import BaseSelector, PoolSelection, ScoreSelector, Signals, _dtype, row_elements
 from ..kernels import as_tensor, resolve_device, sq_distances
 from ._registry import make_selector, register_selector
 
@@ -125,6 +125,11 @@ class _WrappedScores(BaseSelector):
             raw = base._score(signals, y, rng)
         raw = _numpy(raw).astype(np.float64).reshape(-1)
         return raw, (raw if base.keep == "highest" else -raw)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """The wrapped selector's scoring of the pool and a few arrays per row."""
+        scoring = 0 if "scores" in signals else self._base()._pool_memory(n_rows, 0, signals)
+        return scoring + 128 * n_rows
 
 
 def _numpy(x) -> np.ndarray:
@@ -306,6 +311,11 @@ class Moderate(BaseSelector):
         centred = np.lexsort((ranks, np.abs(2 * ranks - (n - 1))))
         return PoolSelection(by_distance[centred[:budget]], scores=dist)
 
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """A float64 copy of the embedding; per class, three float64 copies of its rows
+        while its median and distances are computed (bounded by the pool's)."""
+        return 4 * 8 * n_rows * row_elements(signals["embedding"]) + 96 * n_rows
+
 
 def _median_distances(emb, y) -> np.ndarray:
     groups = np.zeros(len(emb), dtype=np.int64) if y is None else np.asarray(y)
@@ -427,6 +437,28 @@ class D2Pruning(_WrappedScores):
             density, np.exp(-self.gamma * dist), nbrs, budget, random_state, self.verbose
         )
         return PoolSelection(rest[picked], scores=raw)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """The scoring, then the kNN graph (see :func:`_knn_graph_memory`) and the heap of
+        the reverse message passing."""
+        k = max(0, min(self.n_neighbors, n_rows - 1))
+        graph = _knn_graph_memory(signals["embedding"], n_rows, k)
+        heap = _HEAP_ENTRY_BYTES * (n_rows + budget * k)
+        return max(super()._pool_memory(n_rows, budget, signals), graph + heap + 64 * n_rows * k)
+
+
+#: bytes of one entry of a heap of Python tuples (a float, an int, an index)
+_HEAP_ENTRY_BYTES = 200
+
+
+def _knn_graph_memory(embedding, n: int, k: int) -> int:
+    """Memory of :func:`_knn_graph` on ``n`` rows: the rows (indexed copy, float64 and
+    float32 copies), three (chunk x n) float32 blocks of squared distances, and the
+    float64 differences of each chunk's rows to their ``k`` neighbours."""
+    dim = row_elements(embedding)
+    rows = min(n, max(1, 2**25 // max(n, 1)))
+    copies = n * dim * (_dtype(embedding).itemsize + 8 + 4)
+    return copies + 3 * 4 * rows * n + 2 * 8 * rows * k * dim + 4 * n
 
 
 def _knn_graph(embedding, n_neighbors: int, device="auto", verbose: bool = False):
@@ -573,6 +605,12 @@ class Prototypes(BaseSelector):
         hard = self.keep == "hard" or (self.keep == "auto" and 2 * budget >= n)
         order = np.lexsort((random_state.permutation(n), -scores if hard else scores))
         return PoolSelection(order[:budget], scores=scores)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Three float64 copies of the embedding at once (normalising it; then the
+        normalised rows with the two copies of ``np.unique``, k-means' own copy, or the
+        centroid of every row) and k-means' per-row arrays."""
+        return 3 * 8 * n_rows * row_elements(signals["embedding"]) + 256 * n_rows
 
 
 def _unit_rows(x) -> np.ndarray:

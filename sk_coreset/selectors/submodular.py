@@ -20,10 +20,12 @@ Similarities are computed on torch (on the GPU when the signals live there or
 last-layer gradients of the proxy, ``<g_i, g_j> = <e_i, e_j> (1 + <h_i, h_j>)``, never
 materialised; or any feature matrix. The kernels are built per pool (per class with
 ``balance=True``), in row chunks, with each candidate's similarities contiguous.
-Facility location keeps a dense ``n x n`` kernel per pool when it fits ``max_memory``
+Facility location keeps a dense ``n x n`` kernel per pool when it fits the memory limit
 and otherwise a kNN-sparse one; graph cut and log-determinant only read the rows of
-their picks, so they build the dense kernel only when that is cheaper and fits
-(:func:`kernel_rows`) and otherwise compute those rows one by one.
+their picks, so they build the dense kernel only when that is cheaper and fits, and
+otherwise compute those rows one by one. Every choice compares the selector's memory
+estimate (:meth:`~sk_coreset.base.BaseSelector.estimate_memory`) with the limit: the
+``max_memory`` parameter, or the library setting of :func:`sk_coreset.set_config`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import heapq
 import math
 import numbers
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +44,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..base import BaseSelector, PoolSelection, Signals, _is_mapping, as_signals, resolve_budget
+from .._config import format_bytes, memory_limit
+from ..base import (
+    BaseSelector,
+    PoolSelection,
+    Signals,
+    _dtype,
+    _is_mapping,
+    as_signals,
+    row_elements,
+)
 from ..kernels import (
     CHUNK_BYTES,
     cosine_self_similarity,
@@ -262,7 +274,7 @@ class _FactorRows:
         return self._map(terms_mean_dot(self.terms).double()) * self.n
 
 
-def kernel_rows(similarity, budget: int, metric: str = "cosine", max_memory: float = 4 * 2**30,
+def kernel_rows(similarity, budget: int, metric: str = "cosine", max_memory=None,
                 verbose: bool = False):
     """Row access to a pool's kernel: the dense matrix when that is cheaper and fits.
 
@@ -270,13 +282,28 @@ def kernel_rows(similarity, budget: int, metric: str = "cosine", max_memory: flo
     the rows of ``budget`` picks either computes them one by one (``budget`` passes over
     the factors, memory-bound) or builds the whole kernel once (one matrix product,
     compute-bound, ``n^2`` floats). The second wins from about ``budget >= n / 20`` on
-    a CPU; it is used then if it fits ``max_memory``.
+    a CPU; it is used then if the kernel and one block of temporaries fit
+    ``max_memory`` (bytes or a size string; ``None`` means the library setting of
+    :func:`sk_coreset.set_config`).
     """
     if not isinstance(similarity, list):
-        return _DenseRows(_as_kernel(similarity))
+        return _row_access(similarity, True, metric, verbose)
     ref = similarity[0][0]
     n = ref.shape[0]
-    if budget * 20 >= n and n * n * ref.element_size() + CHUNK_BYTES <= max_memory:
+    fits = n * n * ref.element_size() + CHUNK_BYTES <= memory_limit(max_memory)
+    return _row_access(similarity, _dense_pays(n, budget) and fits, metric, verbose)
+
+
+def _dense_pays(n: int, budget: int) -> bool:
+    """Whether building a dense kernel beats computing the rows of ``budget`` picks."""
+    return budget * 20 >= n
+
+
+def _row_access(similarity, dense: bool, metric: str, verbose: bool):
+    """Rows of a precomputed matrix, of a dense kernel built now, or computed on demand."""
+    if not isinstance(similarity, list):
+        return _DenseRows(_as_kernel(similarity))
+    if dense:
         return _DenseRows(pairwise_kernel(similarity, metric, verbose=verbose))
     return _FactorRows(similarity, metric)
 
@@ -472,8 +499,24 @@ class LogDeterminantFunction:
 
 
 # ------------------------------------------------------------------ selector plumbing
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+class _FactorBytes(NamedTuple):
+    """Bytes of a pool's float32 factor map, for memory estimates.
+
+    ``owned``: what it allocates (float32 rows of a feature matrix are used in place);
+    ``first``: its first factors, which cosine kernels rescale into copies; ``widest``:
+    its widest factor, which squared norms copy once; ``factors``: factors per term;
+    ``inits``: terms (proxy initialisations).
+    """
+
+    owned: int
+    first: int
+    widest: int
+    factors: int
+    inits: int
+
+
+#: bytes per row of the lazy greedy's heap (Python tuples of a float and an int)
+HEAP_BYTES = 160
 
 
 class _ByInstance:
@@ -529,7 +572,6 @@ class _KernelSelector(BaseSelector):
         self._source = "plain" if plain else self.signal
         signals = super()._validate_signals(X, y)
         self._check_signal_shapes(signals)
-        self._check_memory_upfront(signals.shape[0], y)
         return signals
 
     def _check_signal_shapes(self, signals):
@@ -554,29 +596,94 @@ class _KernelSelector(BaseSelector):
                 "Reshape it, e.g. X.reshape(-1, 1) for a single feature."
             )
 
-    def _check_memory_upfront(self, n, y):
-        if y is not None and self.balance:
-            sizes = np.unique(np.asarray(y), return_counts=True)[1]
-        else:
-            sizes = np.array([n])
-        total = resolve_budget(self.fraction, n)
-        largest = int(sizes.max())
-        self._plan(largest, min(largest, math.ceil(total * largest / n)))
+    # -------------------------------------------------------------- memory
+    def _kernel_options(self, n: int, budget: int) -> tuple[str, ...]:
+        """The ways of processing a pool of ``n`` rows, fastest first."""
+        if self.signal == "precomputed":
+            return ("precomputed",)
+        return ("dense", "rows") if _dense_pays(n, budget) else ("rows",)
 
-    def _plan(self, n: int, budget: int) -> str:
-        """How a pool of ``n`` rows is processed; raises before exceeding ``max_memory``."""
-        return "dense"
+    def _kernel_memory(self, n: int, budget: int, signals, kind: str) -> int:
+        """Peak bytes of one pool processed the ``kind`` way (see ``_kernel_options``)."""
+        raise NotImplementedError
 
-    def _budget_rows_plan(self, n: int, budget: int, what: str) -> str:
-        """Plan for methods that keep ``budget x n`` float32 rows; refuse beyond ``max_memory``."""
-        need = budget * n * 4 + 2 * CHUNK_BYTES
-        if need > self.max_memory:
+    def _kernel_choice(self, n: int, budget: int, signals) -> str:
+        """The fastest option whose estimate fits the pool's share of the memory limit,
+        else the leanest (``fit`` then refuses, before selecting anything)."""
+        options = self._kernel_options(n, budget)
+        costs = [self._kernel_memory(n, budget, signals, kind) for kind in options]
+        for kind, cost in zip(options, costs):
+            if cost <= self._pool_limit():
+                return kind
+        return options[int(np.argmin(costs))]
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        return self._kernel_memory(n_rows, budget, signals,
+                                   self._kernel_choice(n_rows, budget, signals))
+
+    def _plan(self, n: int, budget: int, signals=None) -> str:
+        """The way a pool of ``n`` rows is processed; raises when even the leanest one
+        exceeds the pool's share of the memory limit (GreeDi checks its parts with it).
+        Without ``signals`` only the kernel is counted, not the signal's factors."""
+        kind = self._kernel_choice(n, budget, signals)
+        need = self._kernel_memory(n, budget, signals, kind)
+        if need > self._pool_limit():
             raise ValueError(
-                f"{type(self).__name__} needs about {_gib(need)} for {what} of a pool of {n} "
-                f"rows with budget {budget}, over max_memory={_gib(self.max_memory)}. Use "
-                "balance=True, a smaller fraction, or raise max_memory."
+                f"{type(self).__name__} needs about {format_bytes(need)} for a pool of {n} "
+                f"rows with budget {budget} ({kind} kernel), over the memory limit of "
+                f"{format_bytes(self._pool_limit())}. Use smaller pools (balance=True, "
+                "more partitions), a smaller fraction, or raise max_memory."
             )
-        return "dense"
+        return kind
+
+    def _terms_memory(self, n: int, signals) -> _FactorBytes:
+        """Bytes of a pool's float32 factor map (see :class:`_FactorBytes`)."""
+        if signals is None:  # the kernel alone
+            return _FactorBytes(0, 0, 0, factors=2, inits=1)
+        if self.signal == "precomputed":
+            return _FactorBytes(0, 0, 0, factors=1, inits=1)
+        if self._source == "gradient":
+            emb, proba = signals["embedding"], signals["proba"]
+            inits = proba.shape[1] if proba.ndim == 3 else 1
+            d, c = emb.shape[-1], proba.shape[-1]
+            # float32 copies of float64 signals while the factors are built; label codes
+            convert = 4 * n * inits * (d * (_dtype(emb) != np.float32)
+                                       + c * (_dtype(proba) != np.float32)) + 24 * n
+            return _FactorBytes(4 * n * inits * (c + d + 1) + convert, 4 * n * inits * c,
+                                4 * n * (d + 1), factors=2, inits=inits)
+        value = signals[_PLAIN_KEY if self._source == "plain" else self._source]
+        width = 4 * n * row_elements(value)
+        # float32 rows are used in place; other dtypes are converted
+        return _FactorBytes(0 if _dtype(value) == np.float32 else width, width, width,
+                            factors=1, inits=1)
+
+    def _dense_memory(self, n: int, signals, metric: str = "cosine") -> int:
+        """Building a pool's dense kernel: factors, the (n, n) float32 kernel, temporaries."""
+        t = self._terms_memory(n, signals)
+        step = min(n, max(1, CHUNK_BYTES // (n * 4 * 2)))
+        # each further factor (and each further proxy initialisation) multiplies in a block
+        blocks = t.factors - 1 + (t.factors if t.inits > 1 else 0)
+        rescaled = t.first if metric == "cosine" else 0
+        return t.owned + 4 * n * n + 4 * step * n * blocks + rescaled + t.widest + 16 * n
+
+    def _precomputed_memory(self, n: int, signals) -> tuple[int, int]:
+        """A pool's block of a precomputed matrix: (bytes, itemsize)."""
+        K = signals["precomputed"]
+        item = 8 if _dtype(K) == np.float64 else 4
+        convert = 0 if _dtype(K) in (np.float32, np.float64) else 4 * n * K.shape[1]
+        return convert + item * n * n, item
+
+    def _rows_memory(self, n: int, signals, metric: str = "cosine") -> int:
+        """Kernel rows computed on demand: factors, rescaled first factors, row sums."""
+        t = self._terms_memory(n, signals)
+        rescaled = t.first if metric == "cosine" else 0
+        return t.owned + rescaled + 2 * t.widest + 64 * n
+
+    def _memory_fixes(self, plan, signals) -> list:
+        fixes = super()._memory_fixes(plan, signals)
+        if isinstance(self, (FacilityLocation, GraphCut)) and self.signal != "precomputed":
+            fixes += self._partition_fix(plan, signals)
+        return fixes
 
     def _device(self, signals):
         if self.device is None:
@@ -644,7 +751,7 @@ class _GreedySelector(_KernelSelector):
         **_KernelSelector._parameter_constraints,
         "optimizer": [StrOptions({"lazy", "naive", "stochastic"})],
         "epsilon": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "max_memory": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_memory": [None, Interval(numbers.Real, 0, None, closed="neither"), str],
     }
 
     _nested = _ByInstance(lambda self: self.optimizer != "stochastic", True)
@@ -652,6 +759,16 @@ class _GreedySelector(_KernelSelector):
     def _greedy(self, function, budget, random_state):
         return greedy_maximize(function, budget, optimizer=self.optimizer, epsilon=self.epsilon,
                                random_state=random_state, verbose=self.verbose)
+
+    @staticmethod
+    def _dense_greedy_memory(n: int, itemsize: int = 4) -> int:
+        """Greedy on a dense kernel: a block of its rows per gain evaluation, the heap."""
+        rows = min(n, max(1, CHUNK_BYTES // (n * 8)))
+        return rows * n * itemsize + (HEAP_BYTES + 8) * n
+
+
+# "auto" kernels are dense only up to this size (float32 n x n; about 32,700 rows).
+_AUTO_DENSE_BYTES = 4 * 2**30
 
 
 class _DenseOrSparse(_GreedySelector):
@@ -663,28 +780,45 @@ class _DenseOrSparse(_GreedySelector):
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def _plan(self, n, budget):
+    def _kernel_options(self, n, budget):
         if self.signal == "precomputed":
-            return "dense"
-        itemsize = 4
-        dense = n * n * itemsize + 3 * CHUNK_BYTES
+            return ("precomputed",)
+        if self.kernel == "auto":
+            # past _AUTO_DENSE_BYTES the kNN kernel is also the faster one (the dense
+            # kernel's O(n^2 d) build dominates), whatever memory is free
+            return ("dense", "knn") if 4 * n * n <= _AUTO_DENSE_BYTES else ("knn",)
+        return (self.kernel,)
+
+    def _knn_memory(self, n: int, signals, metric: str) -> int:
+        """Building a pool's kNN-sparse kernel: the chunked search, then the CSR matrix.
+
+        The search holds (n, m) indices and values and a block of rows of the kernel
+        (with a temporary per further factor); the symmetric CSR matrix is built from
+        COO arrays, its transpose and their maximum, about 108 bytes per listed pair.
+        """
+        t = self._terms_memory(n, signals)
         m = min(self.n_neighbors, n)
-        sparse = n * m * 2 * (itemsize + 8) * 3 + 3 * CHUNK_BYTES
-        if self.kernel == "dense" or (self.kernel == "auto" and dense <= self.max_memory):
-            if dense > self.max_memory:
-                raise ValueError(
-                    f"{type(self).__name__} needs about {_gib(dense)} for the dense kernel "
-                    f"of a pool of {n} rows, over max_memory={_gib(self.max_memory)}. Pass "
-                    "kernel='knn' (a kNN-sparse kernel), balance=True, or raise max_memory."
-                )
-            return "dense"
-        if sparse > self.max_memory:
-            raise ValueError(
-                f"{type(self).__name__} needs about {_gib(sparse)} for the kNN kernel of a "
-                f"pool of {n} rows with n_neighbors={self.n_neighbors}, over "
-                f"max_memory={_gib(self.max_memory)}. Lower n_neighbors or raise max_memory."
-            )
-        return "knn"
+        step = min(n, max(1, CHUNK_BYTES // (n * 4 * 3)))
+        blocks = t.factors + (t.factors if t.inits > 1 else 0)
+        norms = t.first if metric == "cosine" else 4 * n
+        search = norms + t.widest + 4 * step * n * blocks + 16 * n * m
+        return t.owned + max(search, 124 * n * m)
+
+    @staticmethod
+    def _sparse_greedy_memory(n: int, m: int) -> int:
+        """Greedy on a kNN-sparse kernel: its CSR copy (at most 2 n m pairs), the
+        per-pair temporaries of a gain evaluation over every row, the heap."""
+        return 152 * n * m + (HEAP_BYTES + 32) * n
+
+    def _memory_fixes(self, plan, signals) -> list:
+        fixes = super()._memory_fixes(plan, signals)
+        if self.signal == "precomputed":
+            return fixes
+        if self.kernel != "knn":
+            fixes.insert(0, "kernel='knn' (a kNN-sparse kernel, n_neighbors entries per row)")
+        elif self.n_neighbors > 4:
+            fixes.insert(0, f"a smaller n_neighbors (now {self.n_neighbors})")
+        return fixes
 
 
 def _knn_matrix(indices: torch.Tensor, values: torch.Tensor, n: int) -> sp.csr_matrix:
@@ -724,6 +858,14 @@ _GREEDY_DOC = """
     epsilon : float in (0, 1), default=0.01
         Accuracy of the stochastic optimizer."""
 
+_MEMORY_DOC = """
+    max_memory : int, str or None, default=None
+        Memory limit of ``fit`` in bytes (or a size such as ``"8GB"``); ``None`` uses
+        the library setting (:func:`sk_coreset.set_config`, by default 80% of the
+        physical memory). Kernels are chosen to fit it, and a fit that cannot fit
+        raises a ``ValueError`` before anything is allocated (see
+        :meth:`estimate_memory`)."""
+
 _DEVICE_DOC = """
     device : str, torch.device or None, default=None
         Where to compute; ``None`` follows the signal (CUDA tensors stay on their GPU),
@@ -738,19 +880,19 @@ class FacilityLocation(_DenseOrSparse):
 
     ``s = 0.5 + 0.5 cos`` of the chosen signal (by default the last-layer gradients), so
     the selection covers the pool: every row has a similar selected row. The kernel of a
-    pool is dense (``n^2`` float32) when it fits ``max_memory``, else kNN-sparse: each
-    row then keeps its ``n_neighbors`` most similar rows (symmetrised), and rows outside
-    every selected row's neighbourhood count as uncovered.
+    pool is dense (``n^2`` float32) when the estimate fits the memory limit and the pool
+    has at most about 32,700 rows (4 GiB; beyond that the dense build is also slower),
+    else kNN-sparse: each row then keeps its ``n_neighbors`` most similar rows (symmetrised),
+    and rows outside every selected row's neighbourhood count as uncovered. Pools too
+    large for either: :class:`~sk_coreset.selectors.GreeDi`.
 
     Parameters
     ----------{_COMMON_DOC}{_GREEDY_DOC}
     kernel : {{"auto", "dense", "knn"}}, default="auto"
-        ``"auto"`` is dense when the estimate fits ``max_memory``, else kNN-sparse.
+        ``"auto"`` is dense when the estimate fits the memory limit and the kernel takes
+        at most 4 GiB, else kNN-sparse.
     n_neighbors : int, default=32
-        Neighbours per row of the kNN-sparse kernel.
-    max_memory : float, default=4 GiB
-        Memory budget in bytes of one pool's kernel; a plan that exceeds it raises a
-        ``ValueError`` before anything is allocated.{_DEVICE_DOC}
+        Neighbours per row of the kNN-sparse kernel.{_MEMORY_DOC}{_DEVICE_DOC}
 
     Attributes
     ----------
@@ -770,7 +912,7 @@ class FacilityLocation(_DenseOrSparse):
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  signal="gradient", optimizer="lazy", epsilon=0.01, kernel="auto",
-                 n_neighbors=32, max_memory=4 * 2**30, device=None, verbose=False):
+                 n_neighbors=32, max_memory=None, device=None, verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
@@ -791,10 +933,21 @@ class FacilityLocation(_DenseOrSparse):
         if self.signal == "precomputed":
             return self._pool_kernel(signals)
         terms = self._pool_terms(signals, y)
-        if self._plan(signals.shape[0], budget) == "dense":
+        if self._kernel_choice(signals.shape[0], budget, signals) == "dense":
             return pairwise_kernel(terms, "cosine", verbose=self.verbose)
         idx, vals, _ = knn_kernel(terms, self.n_neighbors, "cosine", verbose=self.verbose)
         return _knn_matrix(idx, vals, signals.shape[0])
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        # the factors are freed once the kernel is built, before the greedy runs
+        if kind == "precomputed":
+            kernel, item = self._precomputed_memory(n, signals)
+            return kernel + self._dense_greedy_memory(n, item)
+        if kind == "dense":
+            return max(self._dense_memory(n, signals, "cosine"),
+                       4 * n * n + self._dense_greedy_memory(n))
+        return max(self._knn_memory(n, signals, "cosine"),
+                   self._sparse_greedy_memory(n, min(self.n_neighbors, n)))
 
 
 @register_selector("GraphCut", "GC")
@@ -803,17 +956,14 @@ class GraphCut(_GreedySelector):
 
     Rewards rows similar to the whole pool and penalises similarity inside the
     selection; ``s = 0.5 + 0.5 cos`` of the chosen signal. Row sums come from the
-    factorised kernel in O(n·d) and each pick computes one kernel row, so no ``n x n``
-    matrix is ever built (O(n) memory, O(k·n·d) time per pool).
+    factorised kernel in O(n·d) and each pick computes one kernel row (O(n) memory,
+    O(k·n·d) time per pool), unless the budget is at least 5% of the pool and the dense
+    kernel fits the memory limit: it is then built once (faster).
 
     Parameters
     ----------{_COMMON_DOC}{_GREEDY_DOC}
     lam : float, default=1.0
-        Weight of the coverage term (DeepCore's and apricot's default 1).
-    max_memory : float, default=4 GiB
-        Memory budget in bytes of one pool's kernel: the dense kernel is built when it
-        fits and the budget is at least 5% of the pool (cheaper then), else the rows of
-        the picks are computed one by one (O(n) memory).{_DEVICE_DOC}
+        Weight of the coverage term (DeepCore's and apricot's default 1).{_MEMORY_DOC}{_DEVICE_DOC}
 
     Attributes
     ----------
@@ -838,7 +988,7 @@ class GraphCut(_GreedySelector):
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  signal="gradient", optimizer="lazy", epsilon=0.01, lam=1.0,
-                 max_memory=4 * 2**30, device=None, verbose=False):
+                 max_memory=None, device=None, verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
@@ -849,10 +999,18 @@ class GraphCut(_GreedySelector):
         self.verbose = verbose
 
     def _select_pool(self, signals, y, budget, random_state):
-        similarity = kernel_rows(self._pool_similarity(signals, y), budget, "cosine",
-                                 self.max_memory, self.verbose)
+        dense = self._kernel_choice(signals.shape[0], budget, signals) == "dense"
+        similarity = _row_access(self._pool_similarity(signals, y), dense, "cosine",
+                                 self.verbose)
         order, gains = self._greedy(GraphCutFunction(similarity, self.lam), budget, random_state)
         return PoolSelection(order, scores=self._scores(signals.shape[0], order, gains))
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        if kind == "precomputed":
+            return self._precomputed_memory(n, signals)[0] + 64 * n
+        if kind == "dense":
+            return max(self._dense_memory(n, signals, "cosine"), 4 * n * n + 64 * n)
+        return self._rows_memory(n, signals, "cosine")
 
 
 @register_selector("LogDeterminant", "LogDet")
@@ -868,11 +1026,10 @@ class LogDeterminant(_GreedySelector):
     Parameters
     ----------{_COMMON_DOC}{_GREEDY_DOC}
     ridge : float, default=1e-3
-        Added to the kernel's diagonal.
-    max_memory : float, default=4 GiB
-        Memory budget in bytes of one pool: the Cholesky factor (``budget x n``
-        floats) and, when it also fits and the budget is at least 5% of the pool, the
-        dense kernel (else the rows of the picks are computed one by one).{_DEVICE_DOC}
+        Added to the kernel's diagonal.{_MEMORY_DOC}
+        The Cholesky factor (``budget x n`` floats) is always kept; the dense kernel
+        too when it fits and the budget is at least 5% of the pool (else the rows of
+        the picks are computed one by one).{_DEVICE_DOC}
 
     Attributes
     ----------
@@ -898,7 +1055,7 @@ class LogDeterminant(_GreedySelector):
 
     def __init__(self, fraction=0.1, *, balance=True, random_state=None, n_jobs=None,
                  signal="gradient", optimizer="lazy", epsilon=0.01, ridge=1e-3,
-                 max_memory=4 * 2**30, device=None, verbose=False):
+                 max_memory=None, device=None, verbose=False):
         super().__init__(fraction, balance=balance, random_state=random_state, n_jobs=n_jobs)
         self.signal = signal
         self.optimizer = optimizer
@@ -908,12 +1065,20 @@ class LogDeterminant(_GreedySelector):
         self.device = device
         self.verbose = verbose
 
-    def _plan(self, n, budget):
-        return self._budget_rows_plan(n, budget, "the Cholesky factor")
-
     def _select_pool(self, signals, y, budget, random_state):
-        similarity = kernel_rows(self._pool_similarity(signals, y), budget, "cosine",
-                                 self.max_memory - budget * signals.shape[0] * 4, self.verbose)
+        dense = self._kernel_choice(signals.shape[0], budget, signals) == "dense"
+        similarity = _row_access(self._pool_similarity(signals, y), dense, "cosine",
+                                 self.verbose)
         function = LogDeterminantFunction(similarity, self.ridge, max_size=budget)
         order, gains = self._greedy(function, budget, random_state)
         return PoolSelection(order, scores=self._scores(signals.shape[0], order, gains))
+
+    def _kernel_memory(self, n, budget, signals, kind):
+        # the Cholesky factor, budget x n in the kernel's dtype, comes after the kernel
+        if kind == "precomputed":
+            kernel, item = self._precomputed_memory(n, signals)
+            return kernel + item * budget * n + 64 * n
+        factor = 4 * budget * n + 64 * n
+        if kind == "dense":
+            return max(self._dense_memory(n, signals, "cosine"), 4 * n * n + factor)
+        return self._rows_memory(n, signals, "cosine") + factor

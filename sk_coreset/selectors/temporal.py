@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ..base import ScoreSelector
+from ..base import ScoreSelector, row_elements
 from ..kernels import as_tensor
 from ._registry import register_selector
 
@@ -31,6 +31,17 @@ def _tensor(x) -> torch.Tensor:
     on_cpu = not isinstance(x, torch.Tensor) or x.device.type == "cpu"
     wide = on_cpu or x.dtype == torch.float64
     return as_tensor(x, dtype=torch.float64 if wide else torch.float32)
+
+
+def _chunk_rows(n: int, per_row: int) -> int:
+    """Rows of a chunk of :func:`_chunked`."""
+    return min(n, max(1, _CHUNK_ELEMENTS // max(per_row, 1)))
+
+
+def _windows(epochs: int, window: int) -> tuple[int, int]:
+    """``(W, J)``: the number of windows of ``J = min(window, epochs)`` epochs."""
+    length = min(window, epochs)
+    return epochs - length + 1, length
 
 
 def _chunked(history, row_score) -> np.ndarray:
@@ -118,6 +129,15 @@ class DynamicUncertainty(ScoreSelector):
     def _score(self, signals, y, random_state):
         history = signals.per_init("true_proba")
         return _chunked(history, lambda h: _dynamic_uncertainty(h, self.window))
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Per chunk: a float64 copy of the history and its sliding windows, copied
+        twice by the standard deviation."""
+        per_row = row_elements(signals["true_proba"])  # n_init * epochs
+        epochs = signals["true_proba"].shape[-1]
+        windows, length = _windows(epochs, self.window)
+        spread = 2 * per_row // epochs * windows * length if length >= 2 else 0
+        return 8 * _chunk_rows(n_rows, per_row) * (per_row + spread) + 32 * n_rows
 
 
 def _tdds(proba, window: int, decay: float) -> torch.Tensor:
@@ -234,3 +254,13 @@ class TDDS(ScoreSelector):
             )
         proba = proba[:, None] if proba.ndim == 3 else proba
         return _chunked(proba, lambda p: _tdds(p, self.window, self.decay))
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """Per chunk: a float64 copy of the history, its logarithms and three temporaries
+        of the per-step divergences; the windows of steps, copied twice."""
+        history = signals["proba_history"]
+        per_row = row_elements(history)  # n_init * epochs * classes
+        epochs = history.shape[-2]
+        windows, length = _windows(epochs, self.window)
+        steps = per_row // (epochs * history.shape[-1]) * windows * (length - 1)
+        return 8 * _chunk_rows(n_rows, per_row) * (5 * per_row + 2 * steps) + 32 * n_rows

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ..base import ScoreSelector
+from ..base import ScoreSelector, signal_bytes
 from ._registry import register_selector
 
 __all__ = ["Entropy", "LeastConfidence", "Margin"]
@@ -31,6 +31,10 @@ class _Uncertainty(ScoreSelector):
     def _score(self, signals, y, random_state):
         proba = _check_proba(_as_numpy(signals.per_init("proba"))).astype(np.float64)
         return self._uncertainty(proba).mean(axis=1)
+
+    def _pool_memory(self, n_rows, budget, signals) -> int:
+        """A float64 copy of the probabilities and up to four temporaries of its size."""
+        return 5 * signal_bytes(signals, ("proba",), n_rows, 8) + 32 * n_rows
 
 
 def _as_numpy(x) -> np.ndarray:
