@@ -71,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--output", default="benchmarks/results/reproduce")
     p.add_argument("--checkpoint", default=None, help="directory to resume an interrupted run")
+    p.add_argument("--from-json", default=None,
+                   help="only re-render table.md and accuracy.png from this results.json")
     return p.parse_args(argv)
 
 
@@ -148,6 +150,10 @@ def markdown_table(rows, fractions):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_json is not None:
+        record = json.loads(Path(args.from_json).read_text())
+        write_report(record, Path(args.from_json).parent)
+        return record
     s = settings_from(args)
     from sk_coreset.selectors import available_selectors, make_selector
 
@@ -171,18 +177,69 @@ def main(argv=None):
               "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "machine": platform.platform(), "results": rows}
     (out / "results.json").write_text(json.dumps(record, indent=2))
-    table = markdown_table(rows, s["fractions"])
-    (out / "table.md").write_text(
-        f"Protocol `{s['protocol']}`: {len(y)} training images, {len(y_test)} test images, "
-        f"model {s['model']}, proxy {s['proxy_epochs']} epochs, training {s['epochs']} epochs, "
-        f"{s['seeds']} seed(s); accuracy in % (mean ± std over seeds); {seconds / 60:.1f} min.\n\n"
-        + table
-    )
-    search.plot().figure.savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
-    print(table)
-    print(f"wrote {out}/results.json, table.md, accuracy.png in {seconds / 60:.1f} min")
+    write_report(record, out)
     return record
 
+
+def write_report(record, out: Path):
+    """``table.md`` and ``accuracy.png`` from a results record (as in ``results.json``)."""
+    s, rows = record["settings"], record["results"]
+    fractions = s["fractions"]
+    rows = {name: {float(f): cell for f, cell in by_f.items()} for name, by_f in rows.items()}
+    table = markdown_table(rows, fractions)
+    versus = versus_random_table(rows, fractions)
+    (out / "table.md").write_text(
+        f"Protocol `{s['protocol']}`: {record['n_train']} training images, "
+        f"{record['n_test']} test images, model {s['model']}, proxy {s['proxy_epochs']} epochs, "
+        f"training {s['epochs']} epochs, {s['seeds']} seed(s); accuracy in % (mean ± std over "
+        f"seeds); {record['seconds'] / 60:.1f} min.\n\n" + table
+        + ("" if versus is None else
+           "\nDifference from `RandomSelector` in points, paired by seed (same proxy, same "
+           "training seed); **bold** where every seed is above random, _italic_ where every "
+           "seed is below.\n\n" + versus)
+    )
+    plot_record(rows).figure.savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
+    print(table)
+    print(f"wrote {out}/results.json, table.md, accuracy.png ({record['seconds'] / 60:.1f} min)")
+
+
+def versus_random_table(rows, fractions):
+    """Per selector and fraction: mean ± std over seeds of (accuracy - random accuracy)."""
+    if "RandomSelector" not in rows:
+        return None
+    base = rows["RandomSelector"]
+    lines = ["| selector | " + " | ".join(f"{f:g}" for f in fractions) + " |",
+             "|" + "---|" * (len(fractions) + 1)]
+    for name in sorted(rows, key=lambda r: -np.mean(
+            [rows[r][f]["mean"] - base[f]["mean"] for f in fractions])):
+        if name == "RandomSelector":
+            continue
+        cells = []
+        for f in fractions:
+            d = np.array(rows[name][f]["scores"]) - np.array(base[f]["scores"])
+            text = f"{d.mean():+.1f} ± {d.std():.1f}"
+            if len(d) > 1 and (d > 0).all():
+                text = f"**{text}**"
+            elif len(d) > 1 and (d < 0).all():
+                text = f"_{text}_"
+            cells.append(text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_record(rows):
+    from sk_coreset.plotting import plot_fraction_curves
+
+    res = {"param_selector": [], "param_fraction": [], "mean_test_score": [],
+           "std_test_score": [], "mean_select_time": []}
+    for name, by_f in rows.items():
+        for f, cell in by_f.items():
+            res["param_selector"].append(name)
+            res["param_fraction"].append(f)
+            res["mean_test_score"].append(cell["mean"] / 100)
+            res["std_test_score"].append(cell["std"] / 100)
+            res["mean_select_time"].append(cell["select_seconds"])
+    return plot_fraction_curves(res)
 
 if __name__ == "__main__":
     main()
