@@ -124,15 +124,15 @@ def test_knn_facility_location_estimate_by_hand():
 def test_k_center_greedy_estimate_grows_by_a_few_floats_per_row():
     d, k = 16, 100
     small, large = (np.zeros((n, d), dtype=np.float32) for n in (1_000_000, 2_000_000))
-    # per row: squared norms (a squared copy of the row, their sum and its half), the
+    # per row: squared norms (computed a block of rows at a time) and their half, the
     # running minimum, two int64 working arrays, the outputs
-    per_row = (d + 2) * 4 + 4 + 16 + 64
+    per_row = 2 * 4 + 4 + 16 + 64
     sel = KCenterGreedy(fraction=k, balance=False)
     grow = sel.estimate_memory(large) - sel.estimate_memory(small)
     assert grow == per_row * 1_000_000
-    # fixed blocks: a fold of 32 centres (3 x 16 MiB) and a certification of 1024 rows
+    # fixed blocks: a block of squares (4 MiB), a fold of 32 centres (3 x 4 MiB) and a certification of 1024 rows
     fixed = sel.estimate_memory(small) - per_row * 1_000_000
-    assert fixed == 3 * 16 * MiB + 1024 * (d + 3 * 32) * 4 + 8 * k
+    assert fixed == 4 * MiB + 3 * 4 * MiB + 1024 * (d + 3 * 32) * 4 + 8 * k
 
 
 def test_budget_times_n_rows_of_log_determinant_and_grad_match():

@@ -27,7 +27,7 @@ from .uncertainty import _check_proba
 __all__ = ["ContextualDiversity", "Herding", "KCenterGreedy", "k_center_greedy"]
 
 # Largest temporary block (bytes) of a distance computation against several centres.
-_BLOCK_BYTES = 16 * 2**20
+_BLOCK_BYTES = 4 * 2**20
 # Farthest-first folds new centres into the running minimum in blocks of this many, and
 # refreshes at least this many candidate rows per step in between.
 _FOLD_EVERY = 32
@@ -96,7 +96,18 @@ class _Metric:
 
 def _euclidean(X: torch.Tensor) -> _Metric:
     """Half the squared Euclidean distance, ``||x_i - x_j||^2 / 2`` (same ranking)."""
-    return _Metric(X, X, 0.5 * torch.linalg.vecdot(X, X))
+    return _Metric(X, X, _half_sq_norms(X))
+
+
+def _half_sq_norms(X: torch.Tensor) -> torch.Tensor:
+    """``||x_i||^2 / 2`` per row as a sum of squares (exact where the inputs allow, unlike
+    a squared norm), in row blocks so that no n x d temporary is made."""
+    out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+    step = max(1, _BLOCK_BYTES // max(1, X.shape[1] * X.element_size()))
+    for start in range(0, X.shape[0], step):
+        block = X[start : start + step]
+        torch.sum(block * block, dim=1, out=out[start : start + step])
+    return out.mul_(0.5)
 
 
 def _symmetric_kl(P: torch.Tensor, eps: float) -> _Metric:
@@ -359,7 +370,7 @@ class KCenterGreedy(_FarthestFirst):
     @staticmethod
     def _metric_memory(n, width, item):
         """(bytes of the metric's own features, width of a row it refreshes)."""
-        return n * (width + 2) * item, width  # the squared norms square a copy of the rows
+        return 2 * n * item + min(_BLOCK_BYTES, n * width * item), width  # norms; a block of squares
 
 
 @register_selector("ContextualDiversity", "CD")
@@ -481,11 +492,11 @@ class Herding(BaseSelector):
         return PoolSelection(_herding(X, budget, self.verbose).cpu().numpy())
 
     def _pool_memory(self, n_rows, budget, signals) -> int:
-        """Squared norms (of a squared copy of the rows) and costs, a float64 block of the
-        column sums."""
+        """Squared norms (a block of squared rows at a time) and costs, a float64 block of
+        the column sums."""
         item, width, convert = _working_memory(signals["embedding"], n_rows)
         block = min(n_rows, max(1, 2**22 // (8 * max(1, width)))) * width * 8
-        squares = n_rows * width * item
+        squares = min(_BLOCK_BYTES, n_rows * width * item)
         return convert + squares + 3 * n_rows * item + block + 8 * budget + 32 * width \
             + 16 * n_rows
 
@@ -507,7 +518,7 @@ def _herding(X: torch.Tensor, budget: int, verbose: bool) -> torch.Tensor:
         return selected
     # ||target - x||^2 / 2 = ||x||^2 / 2 - <x, target> + const; a selected row gets an
     # infinite ||x||^2 term so that it is never picked again.
-    half_sq = 0.5 * torch.linalg.vecdot(X, X)
+    half_sq = _half_sq_norms(X)
     mu = _float64_sum(X) / n
     running = torch.zeros_like(mu)
     cost = torch.empty_like(half_sq)
