@@ -516,8 +516,9 @@ class NetClassifier(NeuralNetClassifier):
         if losses.ndim == 0:
             return losses
         if isinstance(X, Mapping) and "sample_weight" in X:
-            # weights are normalised to mean 1 over the training set in fit
-            return (torch.as_tensor(X["sample_weight"]).to(losses) * losses).mean()
+            w = torch.as_tensor(X["sample_weight"]).to(losses)
+            total = w.sum()
+            return (w * losses).sum() / torch.where(total > 0, total, torch.ones_like(total))
         return losses.mean()
 
     # ------------------------------------------------------------------ data preparation
@@ -615,12 +616,7 @@ class NetClassifier(NeuralNetClassifier):
             Labels (any hashable values). Optional for a Dataset, whose labels are read
             from its ``targets`` attribute or its items.
         sample_weight : array-like of shape (N,), default=None
-            Non-negative weights. They are divided by their mean over the training set,
-            and each batch's loss is ``sum(w * l) / batch_size``: an unbiased estimate of
-            the weighted mean loss ``sum(w * l) / sum(w)`` over the whole set, and exactly
-            that with one batch per epoch. (DeepCore divides each batch by its own
-            ``sum(w)`` instead, which lets one heavy sample, e.g. a CRAIG cluster of
-            hundreds, drown the rest of its batch.)
+            Non-negative weights; each batch's loss is ``sum(w * l) / sum(w)``.
 
         Returns
         -------
@@ -695,7 +691,7 @@ class NetClassifier(NeuralNetClassifier):
             raise ValueError(
                 "sample_weight must be finite, non-negative and not all zero."
             )
-        return w / w.mean()
+        return w
 
     def _fit_data(self, X, y, sample_weight):
         labels = self._labels_of(X, y)
