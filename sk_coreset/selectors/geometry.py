@@ -522,11 +522,12 @@ def _herding(X: torch.Tensor, budget: int, verbose: bool) -> torch.Tensor:
     mu = _float64_sum(X) / n
     running = torch.zeros_like(mu)
     cost = torch.empty_like(half_sq)
-    with one_thread():
-        for t in tqdm(range(1, budget + 1), disable=not verbose, desc="herding"):
-            torch.addmv(half_sq, X, (t * mu - running).to(X.dtype), alpha=-1.0, out=cost)
-            pick = torch.argmin(cost).view(1)
-            selected[t - 1] = pick[0]
-            half_sq.index_fill_(0, pick, float("inf"))
-            running += X.index_select(0, pick)[0]
+    # unlike the farthest-first steps, a step here is one product over the whole pool,
+    # which threads do speed up (1.7 s against 2.2 s for 10 x 5,000 x 512 on 2 quiet cores)
+    for t in tqdm(range(1, budget + 1), disable=not verbose, desc="herding"):
+        torch.addmv(half_sq, X, (t * mu - running).to(X.dtype), alpha=-1.0, out=cost)
+        pick = torch.argmin(cost).view(1)
+        selected[t - 1] = pick[0]
+        half_sq.index_fill_(0, pick, float("inf"))
+        running += X.index_select(0, pick)[0]
     return selected
