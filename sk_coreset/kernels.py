@@ -15,8 +15,11 @@ The gradients are unscaled (no ``1 / batch_size`` factor).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "grad_explicit",
     "grad_gram",
     "grad_norms",
+    "one_thread",
     "resolve_device",
     "sq_distances",
     "symmetric_kl",
@@ -36,6 +40,23 @@ def resolve_device(device="auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextmanager
+def one_thread():
+    """Run torch's CPU operations on one thread inside the block.
+
+    A greedy step is a handful of small, memory-bound operations; splitting them over
+    threads costs more in synchronisation than it saves, and much more on a loaded
+    machine (a 5,000-element ``log`` measured 16 ms on two busy cores, 0.06 ms on one).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def as_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor:

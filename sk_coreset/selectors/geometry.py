@@ -19,9 +19,8 @@ from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
 from ..base import BaseSelector, PoolSelection, Signals, _dtype, row_elements
-from ..kernels import resolve_device
+from ..kernels import one_thread, resolve_device
 from ._registry import register_selector
-from .submodular import one_thread
 from .uncertainty import _check_proba
 
 __all__ = ["ContextualDiversity", "Herding", "KCenterGreedy", "k_center_greedy"]

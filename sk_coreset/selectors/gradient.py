@@ -29,6 +29,7 @@ from ..kernels import (
     CHUNK_BYTES,
     as_tensor,
     knn_kernel,
+    one_thread,
     pairwise_kernel,
     terms_gram,
     terms_rows,
@@ -48,7 +49,6 @@ from .submodular import (
     _row_access,
     greedy_maximize,
     kernel_rows,
-    one_thread,
 )
 
 __all__ = ["Craig", "GradMatch", "Glister", "grad_match"]

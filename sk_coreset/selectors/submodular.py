@@ -33,7 +33,6 @@ from __future__ import annotations
 import heapq
 import math
 import numbers
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -41,7 +40,6 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._config import format_bytes, memory_limit
@@ -60,6 +58,7 @@ from ..kernels import (
     feature_terms,
     gradient_terms,
     knn_kernel,
+    one_thread,
     pairwise_kernel,
     resolve_device,
     terms_gram,
@@ -79,7 +78,6 @@ __all__ = [
     "LogDeterminantFunction",
     "greedy_maximize",
     "kernel_rows",
-    "one_thread",
 ]
 
 # Key of the hidden per-row signal that carries row numbers into the pools, so that a
@@ -149,21 +147,6 @@ def greedy_maximize(function, budget: int, *, optimizer: str = "lazy", epsilon: 
     return order, gains
 
 
-@contextmanager
-def one_thread():
-    """Run torch's CPU operations on one thread inside the block.
-
-    A greedy step is a handful of small, memory-bound operations; splitting them over
-    threads costs more in synchronisation than it saves, and much more on a loaded
-    machine (a 5,000-element ``log`` measured 16 ms on two busy cores, 0.06 ms on one).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _best(candidates: np.ndarray, gains: np.ndarray) -> int:
