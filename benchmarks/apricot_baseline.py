@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _proc import cpu_seconds, reset_peak, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["FacilityLocation", "GraphCut", "Craig", "LogDeterminant", "GradMatch", "Glister"]
@@ -88,45 +89,19 @@ def make_signals(classes: int, per_class: int, dim: int, seed: int = 0):
 
 
 # ----------------------------------------------------------------- memory, clocks
-def _status_mb(field: str):
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) so the peak of loading is not counted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        return False
-    return _status_mb("VmHWM") is not None
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class Measure:
     """Wall time, CPU time and peak resident memory (absolute and above the start)."""
 
     def __enter__(self):
-        self.hwm = _reset_peak()
-        self.start_mb = _status_mb("VmRSS") or 0.0
-        self.cpu, self.t0 = _cpu(), time.perf_counter()
+        self.hwm = reset_peak()
+        self.start_mb = status_mb("VmRSS") or 0.0
+        self.cpu, self.t0 = cpu_seconds(), time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
-        self.cpu_seconds = _cpu() - self.cpu
-        peak = _status_mb("VmHWM") if self.hwm else None
+        self.cpu_seconds = cpu_seconds() - self.cpu
+        peak = status_mb("VmHWM") if self.hwm else None
         self.peak_mb = peak if peak is not None else resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024
         self.extra_mb = max(0.0, self.peak_mb - self.start_mb)

@@ -91,6 +91,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _proc import cpu_seconds, reset_peak, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IMAGENET_N, IMAGENET_CLASSES = 1_281_167, 1000
@@ -244,42 +245,16 @@ def load_signals(folder: Path):
 
 
 # ----------------------------------------------------------------- memory, clocks
-def _status_mb(field: str):
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak-RSS counter (VmHWM); False where that is impossible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        return False
-    return _status_mb("VmHWM") is not None
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _worker_reset() -> float:
     """On a Dask worker: reset VmHWM, return the CPU time so far."""
-    _reset_peak()
-    return _cpu()
+    reset_peak()
+    return cpu_seconds()
 
 
 def _worker_peak() -> dict:
     """On a Dask worker: VmHWM (MiB) since the reset and the CPU time so far."""
-    return {"hwm_mb": _status_mb("VmHWM") or resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu": _cpu()}
+    return {"hwm_mb": status_mb("VmHWM") or resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu": cpu_seconds()}
 
 
 def _worker_threads(threads: int) -> int:
@@ -377,13 +352,13 @@ def run_case(case: dict) -> dict:
         fit(*warm, case["fraction"])  # one-off costs, off the clock
         gc.collect()
         before = client.run(_worker_reset) if client else {}
-        hwm = _reset_peak()
-        resident = _status_mb("VmRSS") or 0.0
-        cpu, start = _cpu(), time.perf_counter()
+        hwm = reset_peak()
+        resident = status_mb("VmRSS") or 0.0
+        cpu, start = cpu_seconds(), time.perf_counter()
         sel = fit(signals, y, case["fraction"])
         seconds = time.perf_counter() - start
-        cpu = _cpu() - cpu
-        peak = _status_mb("VmHWM") if hwm else None
+        cpu = cpu_seconds() - cpu
+        peak = status_mb("VmHWM") if hwm else None
         after = client.run(_worker_peak) if client else {}
     finally:
         if client is not None:

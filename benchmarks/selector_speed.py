@@ -37,13 +37,13 @@ import gc
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _proc import cpu_seconds, peak_mb, reset_peak, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = 10
@@ -97,38 +97,6 @@ def _softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-def _peak_mb() -> float:
-    """Peak resident memory of this process in MiB (``ru_maxrss``; Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _status_mb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_high_water_mark() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM), so that the peak of the loading
-    step does not hide a smaller peak of ``fit``. ``ru_maxrss`` cannot be reset."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        return False
-    return _status_mb("VmHWM") is not None
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 # ------------------------------------------------------------------- child
 def run_case(case: dict) -> dict:
     """Run one case in this process and return its measurements."""
@@ -154,17 +122,17 @@ def run_case(case: dict) -> dict:
     warm = min(2000, case["n"])
     fit(signals[:warm], y[:warm], max(1, warm // 10))
     gc.collect()
-    baseline = _peak_mb()
-    hwm = _reset_high_water_mark()
-    resident = _status_mb("VmRSS") if hwm else None
-    cpu, start = _cpu_seconds(), time.perf_counter()
+    baseline = peak_mb()
+    hwm = reset_peak()
+    resident = status_mb("VmRSS") if hwm else None
+    cpu, start = cpu_seconds(), time.perf_counter()
     fit(signals, y, budget)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    extra_maxrss = max(0.0, _peak_mb() - baseline)
-    extra = max(0.0, _status_mb("VmHWM") - resident) if hwm else extra_maxrss
-    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu, "baseline_mb": baseline,
+    extra_maxrss = max(0.0, peak_mb() - baseline)
+    extra = max(0.0, status_mb("VmHWM") - resident) if hwm else extra_maxrss
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "baseline_mb": baseline,
             "extra_mb": extra, "extra_maxrss_mb": extra_maxrss, "k": budget}
 
 
