@@ -55,10 +55,8 @@ def _check_proba(proba, name: str = "proba"):
     return proba
 
 
-@register_selector("LeastConfidence")
-class LeastConfidence(_Uncertainty):
-    """Least confidence: score ``1 - max_c p_c``; keeps the least confident rows.
-
+# Parameters and attributes of the three selectors below.
+_SHARED_DOC = """
     Parameters
     ----------
     fraction : float in (0, 1] or int, default=0.1
@@ -81,7 +79,12 @@ class LeastConfidence(_Uncertainty):
         The uncertainty of every row (mean over proxy initialisations).
     sample_indices_, sample_weight_, classes_, budgets_, class_rankings_
         As in :class:`~sk_coreset.base.BaseSelector`.
+"""
 
+@register_selector("LeastConfidence")
+class LeastConfidence(_Uncertainty):
+    __doc__ = f"""Least confidence: score ``1 - max_c p_c``; keeps the least confident rows.
+{_SHARED_DOC}
     Examples
     --------
     >>> import numpy as np
@@ -98,31 +101,8 @@ class LeastConfidence(_Uncertainty):
 
 @register_selector("Entropy")
 class Entropy(_Uncertainty):
-    """Predictive entropy: score ``-sum_c p_c log p_c`` (with ``0 log 0 = 0``).
-
-    Parameters
-    ----------
-    fraction : float in (0, 1] or int, default=0.1
-        Proportion (or count) of rows to keep.
-    balance : bool, default=True
-        Select every class independently.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the random order that breaks ties between equal scores.
-    n_jobs : int or None, default=None
-        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
-        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
-        means 1 unless in a joblib backend context, ``-1`` all processors. The result
-        does not depend on it.
-    keep : {"highest", "lowest"}, default="highest"
-        ``"highest"`` keeps the most uncertain rows.
-
-    Attributes
-    ----------
-    scores_ : ndarray of shape (n_samples,)
-        The uncertainty of every row (mean over proxy initialisations).
-    sample_indices_, sample_weight_, classes_, budgets_, class_rankings_
-        As in :class:`~sk_coreset.base.BaseSelector`.
-
+    __doc__ = f"""Predictive entropy: score ``-sum_c p_c log p_c`` (``0 log 0 = 0``).
+{_SHARED_DOC}
     Examples
     --------
     >>> import numpy as np
@@ -140,32 +120,9 @@ class Entropy(_Uncertainty):
 
 @register_selector("Margin")
 class Margin(_Uncertainty):
-    """Margin: score ``1 - (p_(1) - p_(2))``, one minus the gap between the two largest
-    probabilities (with a single class, ``p_(2) = 0``).
-
-    Parameters
-    ----------
-    fraction : float in (0, 1] or int, default=0.1
-        Proportion (or count) of rows to keep.
-    balance : bool, default=True
-        Select every class independently.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the random order that breaks ties between equal scores.
-    n_jobs : int or None, default=None
-        Blocks of rows (a class, or 65,536 of its rows) scored in parallel with joblib,
-        also on a Dask cluster under ``joblib.parallel_backend("dask")``; ``None``
-        means 1 unless in a joblib backend context, ``-1`` all processors. The result
-        does not depend on it.
-    keep : {"highest", "lowest"}, default="highest"
-        ``"highest"`` keeps the most uncertain rows.
-
-    Attributes
-    ----------
-    scores_ : ndarray of shape (n_samples,)
-        The uncertainty of every row (mean over proxy initialisations).
-    sample_indices_, sample_weight_, classes_, budgets_, class_rankings_
-        As in :class:`~sk_coreset.base.BaseSelector`.
-
+    __doc__ = f"""Margin: score ``1 - (p_(1) - p_(2))``, one minus the gap between the
+    two largest probabilities (with a single class, ``p_(2) = 0``).
+{_SHARED_DOC}
     Examples
     --------
     >>> import numpy as np
