@@ -589,6 +589,8 @@ def main(argv=None):
                         help="write imagenet_scale_<suffix>.{json,md}")
     parser.add_argument("--generate-only", action="store_true",
                         help="write the signals to --data-dir and stop")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the cases already saved with status ok")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite the markdown from the saved JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -637,6 +639,9 @@ def main(argv=None):
     for name in names:
         for mode in modes:
             case = {**common, "name": name, "mode": mode}
+            done = saved["results"].get(case_key(case), {})
+            if args.resume and done.get("status") == "ok":
+                continue
             result = spawn(case, args.timeout)
             saved["results"][case_key(case)] = result
             shown = (f"{result['seconds']:.1f} s, peak private {result['peak_private_mb']:.0f}"

@@ -346,9 +346,9 @@ class BaseSelector(BaseEstimator):
     #: a ranking fitted at one budget holds the ranking of every smaller budget as a prefix
     _nested: bool = True
     _returns_weights: bool = False
-    #: extra signals a fit may read besides ``_signals_needed``; ``None`` carries every
-    #: signal of the bundle into each pool (slicing only what is read saves a copy)
-    _optional_signals: tuple[str, ...] | None = None
+    #: signals a fit reads when present, besides ``_signals_needed``; a pool carries
+    #: only these two sets, so unread signals of a bundle are never copied or read
+    _optional_signals: tuple[str, ...] = ()
     #: a row's score depends on that row's signals only, so scores may be computed per
     #: class block (bounded memory); False computes them over all rows at once
     _rowwise_scores: bool = False
@@ -430,7 +430,9 @@ class BaseSelector(BaseEstimator):
         else:
             self.scores_ = None
         self.n_samples_fit_ = n
-        self._fit_fingerprint = _fingerprint(X)
+        # only the signals the fit read: sampling the others could read gigabytes
+        read = {*self._signals_needed(signals), *self._optional_signals}
+        self._fit_fingerprint = (read, _fingerprint(X, read))
         return self
 
     def _run_pools(self, signals, y_codes, pools):
@@ -477,11 +479,11 @@ class BaseSelector(BaseEstimator):
         return self._required_signals
 
     def _pool_signals(self, signals, rows) -> Signals:
-        """The rows of the signals a fit reads (every signal unless it declares which)."""
-        if self._optional_signals is not None:
-            names = (*self._signals_needed(signals), *self._optional_signals)
-            signals = Signals(**{k: v for k, v in signals.items() if k in names})
-        return _rows(signals, rows)
+        """The rows of the signals a fit reads; a selector that reads none gets a
+        zero-width placeholder that still carries the pool's size."""
+        names = {*self._signals_needed(signals), *self._optional_signals}
+        read = {k: v for k, v in signals.items() if k in names}
+        return _rows(Signals(**(read or {"rows": np.empty((signals.shape[0], 0))})), rows)
 
     def _is_score_based(self) -> bool:
         return type(self)._score is not BaseSelector._score
@@ -641,13 +643,9 @@ class BaseSelector(BaseEstimator):
         """Bytes of a task's rows as :meth:`_pool_signals` reads them into memory."""
         n = signals.shape[0]
         everything = len(rows) == n and np.array_equal(rows, np.arange(n))
-        names = self._signals_needed(signals)
-        if self._optional_signals is None:
-            names = tuple(signals.keys())
-        else:
-            names = (*names, *self._optional_signals)
+        names = {*self._signals_needed(signals), *self._optional_signals}
         return sum(
-            len(rows) * row_bytes(signals[name]) for name in set(names) & set(signals.keys())
+            len(rows) * row_bytes(signals[name]) for name in names & set(signals.keys())
             if not (everything and not _is_lazy(signals[name]))
         )
 
@@ -863,7 +861,8 @@ class BaseSelector(BaseEstimator):
         """Return the selected rows of the data passed to ``fit``; other data is refused."""
         check_is_fitted(self, "sample_indices_")
         self._check_plain_array(X, reset=False)
-        if _fingerprint(X) != self._fit_fingerprint:
+        read, expected = self._fit_fingerprint
+        if _fingerprint(X, read) != expected:
             raise ValueError(
                 "transform(X) only returns the selected rows of the data passed to fit; "
                 "X differs from it. Call fit(X, y) on this data first, or index it with "
@@ -943,10 +942,11 @@ def _take(X, indices):
     return X[indices]
 
 
-def _fingerprint(X):
-    """A cheap identity check for ``transform``: shape plus a hash of a few rows."""
+def _fingerprint(X, names=()):
+    """A cheap identity check for ``transform``: shape plus a hash of a few rows (of
+    the signals ``names`` when ``X`` is a mapping; the other signals by name only)."""
     if _is_mapping(X):
-        return tuple(sorted((k, _fingerprint(v)) for k, v in X.items()))
+        return tuple(sorted((k, _fingerprint(v) if k in names else None) for k, v in X.items()))
     if sp.issparse(X):
         arr = X.tocsr().data
     elif isinstance(X, torch.Tensor) or _is_lazy(X):

@@ -185,6 +185,28 @@ def test_dask_signals_select_like_in_memory(name, balance, data):
     assert_same_selection(build(name, balance=balance).fit(lazy(S), y),
                           serial(name, data, balance))
 
+class Unreadable:
+    """A signal that fails the test when any of its rows is read."""
+
+    def __init__(self, n_rows):
+        self.shape, self.ndim, self.dtype = (n_rows, 4), 2, np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        raise AssertionError("a signal the selector does not use was read")
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("a signal the selector does not use was read")
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_signals_a_selector_does_not_use_are_never_read(name, data):
+    # a featurizer's bundle carries every signal; a pool must copy only what its
+    # selector reads (at ImageNet size the unused ones are tens of GB)
+    S, y = data
+    bundle = Signals(**S, unused=Unreadable(S.shape[0]))
+    assert_same_selection(build(name).fit(bundle, y), serial(name, data))
+
+
 
 @pytest.mark.parametrize("name", PLAIN)
 def test_memmapped_plain_array_selects_like_in_memory(name, data, tmp_path):

@@ -472,7 +472,6 @@ class Herding(BaseSelector):
     """
 
     _required_signals = ("embedding",)
-    _optional_signals = ()
     _parameter_constraints: dict = {
         **BaseSelector._parameter_constraints,
         "device": [None, str, torch.device],

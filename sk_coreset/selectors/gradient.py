@@ -429,6 +429,7 @@ class _GlisterFunction:
             self.logits = [p.clamp_min(1e-12).log() for p in val_proba]
             self.onehot = [(p - e).round() for p, (e, _) in zip(val_proba, val_terms)]
             self.shift = [torch.zeros_like(p) for p in val_proba]
+            self.errors = [torch.empty_like(p) for p in val_proba]
         self.count = 0
         self._all = None  # gains of every row, for the current state
 
@@ -463,9 +464,17 @@ class _GlisterFunction:
         for r, ((E, H), (_, Hv)) in enumerate(zip(self.train, self.val)):
             moved = self.cross[r][j] if self.cross is not None else Hv @ H[j]
             self.shift[r].addr_(moved, E[j])
-            z = self.logits[r] - (self.eta / self.count) * self.shift[r]
-            self.val[r] = (torch.softmax(z, 1) - self.onehot[r], Hv)
+            self.val[r] = (self._updated_errors(r), Hv)
         self._all = None
+
+    def _updated_errors(self, r: int) -> torch.Tensor:
+        """``softmax(logits - eta / |S| * shift) - onehot``, written in place into one
+        buffer: a fresh m x C tensor per step costs a page fault per 4 KiB on Dask
+        workers, whose malloc settings hand large blocks back to the system at once."""
+        out = torch.add(self.logits[r], self.shift[r], alpha=-self.eta / self.count,
+                        out=self.errors[r])
+        out.sub_(out.amax(1, keepdim=True)).exp_()
+        return out.div_(out.sum(1, keepdim=True)).sub_(self.onehot[r])
 
 
 @register_selector("Glister", "GLISTER")

@@ -467,7 +467,6 @@ class GreeDi(BaseSelector):
     """
 
     _nested = False  # the local budgets depend on the budget
-    _optional_signals = ()
     _required_signals = _FromWrapped("_required_signals")
     _requires_y = _FromWrapped("_requires_y")
 

@@ -522,6 +522,7 @@ class _KernelSelector(BaseSelector):
     """
 
     _required_signals = ("embedding", "proba")
+    _optional_signals = (_ROW_KEY,)  # a precomputed kernel's rows: which columns to read
     _parameter_constraints: dict = {
         **BaseSelector._parameter_constraints,
         "signal": [str],
