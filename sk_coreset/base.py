@@ -472,7 +472,7 @@ class BaseSelector(BaseEstimator):
             return [func(*call) for call in calls]
         # every block is sent once, so memory-mapping the arguments would only add disk writes
         parallel = Parallel(n_jobs=self.n_jobs, max_nbytes=None)
-        return parallel(delayed(func)(*call) for call in calls)
+        return parallel(delayed(_call_aligned)(func, *call) for call in calls)
 
     def _signals_needed(self, signals) -> tuple[str, ...]:
         """The signals this fit reads (all of ``_required_signals`` by default)."""
@@ -667,12 +667,14 @@ class BaseSelector(BaseEstimator):
         fixes = self._memory_fixes(plan, signals)
         if plan.workers > 1:
             fixes.append(f"n_jobs=1 (now {plan.workers} pools run at once, each in memory)")
-        if source.startswith("max_memory="):
-            fixes.append("a larger max_memory")
-        fixes.append(
-            "a higher library limit, e.g. `with sk_coreset.config_context(max_memory="
-            f"'{_round_up_gib(plan.total)}GiB'): ...`"
-        )
+        if source.startswith("max_memory="):  # it overrides the library limit
+            _, wrapped, owner = source.partition(" of the wrapped ")
+            fixes.append(f"a larger max_memory{wrapped}{owner}")
+        else:
+            fixes.append(
+                "a higher library limit, e.g. `with sk_coreset.config_context(max_memory="
+                f"'{_round_up_gib(plan.total)}GiB'): ...`"
+            )
         raise ValueError(
             f"{type(self).__name__} would need about {format_bytes(plan.total)} to fit, over "
             f"the memory limit of {format_bytes(plan.limit)} ({source}). Its most demanding "
@@ -893,6 +895,21 @@ def _rows(signals: Signals, rows) -> Signals:
             part = np.asarray(part)
         out[name] = part
     return Signals(**out)
+
+
+def _aligned(signals: Signals) -> Signals:
+    """``signals`` with every numpy array aligned to its dtype (copied where it is not).
+
+    An array unpickled on a Dask worker may start at any byte. Vectorised kernels take
+    another path on misaligned data and round differently, so near ties would break
+    otherwise than in the local run."""
+    return Signals(**{k: np.require(v, requirements="A") if isinstance(v, np.ndarray) else v
+                      for k, v in signals.items()})
+
+
+def _call_aligned(func, signals, y, *args):
+    """``func`` on a pool received from another process: signals and labels aligned."""
+    return func(_aligned(signals), None if y is None else np.require(y, requirements="A"), *args)
 
 
 def _is_lazy(X) -> bool:

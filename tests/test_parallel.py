@@ -257,3 +257,27 @@ def test_pools_on_a_dask_cluster_select_like_one_process(name, data, client):
         got = build(name, n_jobs=-1).fit(S, y)
     assert client.run_on_scheduler(_transitions) > before  # the pools ran on the cluster
     assert_same_selection(got, serial(name, data))
+
+
+# ------------------------------------------------------------------ alignment
+def misaligned(array):
+    """A copy of ``array`` that starts one byte past an aligned address, as arrays
+    unpickled on a Dask worker can."""
+    raw = np.empty(array.nbytes + 1, dtype=np.uint8)[1:]
+    out = raw.view(array.dtype).reshape(array.shape)
+    out[...] = array
+    assert not out.flags.aligned
+    return out
+
+
+def test_a_pool_received_misaligned_is_aligned_before_selection(data):
+    # vectorised kernels round differently on misaligned data: on ImageNet-shaped
+    # signals, 4 of 1,000 k-center pools broke a near tie otherwise than the local run
+    S, y = data
+    sent = Signals(embedding=misaligned(S["embedding"]), proba=misaligned(S["proba"]))
+    got_signals, got_y = base._call_aligned(lambda s, labels: (s, labels), sent, misaligned(y))
+    for name in ("embedding", "proba"):
+        assert got_signals[name].flags.aligned
+        np.testing.assert_array_equal(got_signals[name], S[name])
+    assert got_y.flags.aligned
+    np.testing.assert_array_equal(got_y, y)

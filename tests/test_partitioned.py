@@ -328,10 +328,15 @@ def test_a_part_kernel_over_max_memory_raises_before_selecting(pool):
     X = pool[0]
     # a dense kernel of 300 rows and a block of its rows: 2 * 300^2 float32 > 500 kB
     small = FacilityLocation(kernel="dense", max_memory=500_000)
-    with pytest.raises(ValueError, match="max_memory"):
+    # the limit is the wrapped selector's, and the library setting would not lift it
+    message = (r"\(max_memory=500000 of the wrapped FacilityLocation\)\. .*Fixes: more "
+               r"partitions \(n_partitions=4\); a larger max_memory of the wrapped "
+               r"FacilityLocation\.$")
+    with pytest.raises(ValueError, match=message):
         GreeDi(small, 2, n_partitions=2, balance=False).fit(X)
     # 8 parts of 75 rows fit where 2 parts of 300 would not
-    GreeDi(small, 2, n_partitions=8, balance=False).fit(X)
+    sel = GreeDi(small, 2, n_partitions=8, balance=False).fit(X)
+    assert "_pool_memory_limit" not in vars(sel.selector_)  # no share left behind
 
 
 def test_partition_rows_errors():

@@ -42,7 +42,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from ..base import BaseSelector, PoolSelection, Signals, _rows, signal_bytes
+from ..base import BaseSelector, PoolSelection, Signals, _aligned, _rows, signal_bytes
 from ..kernels import (
     CHUNK_BYTES,
     cosine_self_similarity,
@@ -349,6 +349,7 @@ def _select_part(selector: BaseSelector, signals: Signals, y, budget: int, seed,
     """Round 1 in one part: the wrapped selector's own pool selection, or for graph cut
     (``row_sums`` given) graph cut restricted to the part (see :class:`GreeDi`)."""
     rng = np.random.RandomState(seed)
+    signals = _aligned(signals)  # unpickled on a Dask worker, it may start at any byte
     if row_sums is None:
         picked = selector._select_pool(signals, y, budget, rng)
         selector._check_pool_result(picked, signals.shape[0], budget)
@@ -538,6 +539,10 @@ class GreeDi(BaseSelector):
     def _memory_limit(self) -> float:
         return self.selector_._memory_limit()  # its max_memory, else the library setting
 
+    def _memory_limit_source(self) -> str:
+        source = self.selector_._memory_limit_source()
+        return f"{source} of the wrapped {type(self.selector_).__name__}"
+
     def _memory_workers(self, n_tasks: int) -> int:
         return 1  # pools run one after another; their parts in parallel
 
@@ -608,6 +613,12 @@ class GreeDi(BaseSelector):
         return [func(self._pool_signals(signals, rows), None if y is None else y[rows], *args)
                 for rows, args in zip(blocks, extra)]
 
+    def _run_pools(self, signals, y_codes, pools):
+        try:
+            return super()._run_pools(signals, y_codes, pools)
+        finally:  # the share of the limit that the last pool's parts were given
+            self.selector_.__dict__.pop("_pool_memory_limit", None)
+
     def _pick(self, signals, y_codes, pools, seeds, scores) -> list:
         picks = super()._pick(signals, y_codes, pools, seeds, scores)
         labels = np.zeros(len(signals), dtype=np.int64)
@@ -627,6 +638,7 @@ class GreeDi(BaseSelector):
             picked = self.selector_._select_pool(signals, y, budget, random_state)
             return _PartitionedSelection(picked.indices, picked.scores, np.zeros(n, np.int64),
                                          1, picked.indices)
+        self._pool_memory(n, budget, signals)  # gives this pool's parts their share
         seeds = random_state.randint(0, 2**31 - 1, size=n_parts + 2)
         labels = self._partition(signals, n_parts, int(seeds[0]))
         parts = [p for p in (np.flatnonzero(labels == k) for k in range(n_parts)) if len(p)]
