@@ -430,9 +430,10 @@ class BaseSelector(BaseEstimator):
         else:
             self.scores_ = None
         self.n_samples_fit_ = n
-        # only the signals the fit read: sampling the others could read gigabytes
-        read = {*self._signals_needed(signals), *self._optional_signals}
-        self._fit_fingerprint = (read, _fingerprint(X, read))
+        # only the signals the fit read (sampling the others could read gigabytes); all
+        # of them for a selector that reads none, such as the random baseline
+        read = {*self._signals_needed(signals), *self._optional_signals} & set(signals.keys())
+        self._fit_fingerprint = (read or None, _fingerprint(X, read or None))
         return self
 
     def _run_pools(self, signals, y_codes, pools):
@@ -959,11 +960,12 @@ def _take(X, indices):
     return X[indices]
 
 
-def _fingerprint(X, names=()):
+def _fingerprint(X, names=None):
     """A cheap identity check for ``transform``: shape plus a hash of a few rows (of
-    the signals ``names`` when ``X`` is a mapping; the other signals by name only)."""
+    the signals ``names``, default all, when ``X`` is a mapping; the others by name only)."""
     if _is_mapping(X):
-        return tuple(sorted((k, _fingerprint(v) if k in names else None) for k, v in X.items()))
+        return tuple(sorted((k, _fingerprint(v) if names is None or k in names else None)
+                            for k, v in X.items()))
     if sp.issparse(X):
         arr = X.tocsr().data
     elif isinstance(X, torch.Tensor) or _is_lazy(X):
