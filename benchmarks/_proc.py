@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import subprocess
+import sys
 
 
 def status_mb(field: str) -> float | None:
@@ -38,3 +42,21 @@ def cpu_seconds() -> float:
 def peak_mb() -> float:
     """Peak resident memory of this process in MiB (``ru_maxrss``; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, case: dict, timeout: float, threads: int) -> dict:
+    """Run ``script --child <case as JSON>`` in a fresh process with ``threads`` BLAS/OpenMP
+    threads; the case with the child's last printed line (a JSON object) and a status."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    load = os.getloadavg()[0]
+    try:
+        proc = subprocess.run([sys.executable, script, "--child", json.dumps(case)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {**case, "status": f"timeout after {timeout:.0f} s", "load_avg": load}
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return {**case, "status": "error: " + (lines[-1] if lines else f"rc={proc.returncode}"),
+                "load_avg": load}
+    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok",
+            "load_avg": load}

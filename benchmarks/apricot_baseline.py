@@ -42,13 +42,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _proc import cpu_seconds, reset_peak, status_mb
+from _proc import cpu_seconds, reset_peak, run_child, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["FacilityLocation", "GraphCut", "Craig", "LogDeterminant", "GradMatch", "Glister"]
@@ -188,22 +186,6 @@ def run_apricot(case):
             "objective": value, "repeated_indices": repeated}
 
 
-def spawn(case, timeout, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    load = os.getloadavg()[0]
-    try:
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {**case, "status": f"timeout after {timeout:.0f} s", "load_avg": load}
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return {**case, "status": "error: " + (lines[-1] if lines else str(proc.returncode)),
-                "load_avg": load}
-    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok",
-            "load_avg": load}
-
-
 # ----------------------------------------------------------------- cases
 def cases_for(name, args, methods):
     cifar = {"classes": 10, "per_class": args.per_class, "dim": 512, "fraction": 0.1,
@@ -339,7 +321,7 @@ def main(argv=None):
                      "load_avg": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}
     for name in names:
         for case in cases_for(name, args, args.only):
-            result = spawn(case, args.timeout, args.threads)
+            result = run_child(__file__, case, args.timeout, args.threads)
             saved["results"][key(case)] = result
             shown = (f"{result['seconds']:.2f} s, cpu {result['cpu_seconds']:.2f} s"
                      if result["status"] == "ok" else result["status"])

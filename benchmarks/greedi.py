@@ -30,7 +30,6 @@ import gc
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selector_speed import _cpu_seconds, _peak_mb, _reset_high_water_mark, _status_mb
+from _proc import cpu_seconds, peak_mb, reset_peak, run_child, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -95,17 +94,17 @@ def run_case(case: dict) -> dict:
         sel = GreeDi(FacilityLocation(max_memory=memory), k, n_partitions=case["parts"],
                      partition=case["kind"], balance=False, random_state=0, n_jobs=1)
     gc.collect()
-    baseline = _peak_mb()
-    hwm = _reset_high_water_mark()
-    resident = _status_mb("VmRSS") if hwm else None
-    cpu, start = _cpu_seconds(), time.perf_counter()
+    baseline = peak_mb()
+    hwm = reset_peak()
+    resident = status_mb("VmRSS") if hwm else None
+    cpu, start = cpu_seconds(), time.perf_counter()
     sel.fit(X)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    extra_maxrss = max(0.0, _peak_mb() - baseline)
-    extra = max(0.0, _status_mb("VmHWM") - resident) if hwm else extra_maxrss
-    out = {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu, "extra_mb": extra,
+    extra_maxrss = max(0.0, peak_mb() - baseline)
+    extra = max(0.0, status_mb("VmHWM") - resident) if hwm else extra_maxrss
+    out = {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "extra_mb": extra,
            "extra_maxrss_mb": extra_maxrss, "k": k,
            "objective": fl_objective(X, sel.sample_indices_)}
     if case["kind"] != "central":
@@ -113,22 +112,6 @@ def run_case(case: dict) -> dict:
         out.update(candidates=int(len(sel.local_indices_)), part_min=int(sizes.min()),
                    part_max=int(sizes.max()))
     return out
-
-
-def spawn(case: dict, timeout: float, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    load = os.getloadavg()[0]
-    try:
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {**case, "status": f"timeout after {timeout:.0f} s", "load_avg": load}
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return {**case, "status": "error: " + (lines[-1] if lines else f"rc={proc.returncode}"),
-                "load_avg": load}
-    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok",
-            "load_avg": load}
 
 
 # ----------------------------------------------------------------- report
@@ -221,7 +204,7 @@ def main(argv=None):
     results = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     for case in cases:
-        result = spawn(case, args.timeout, args.threads)
+        result = run_child(__file__, case, args.timeout, args.threads)
         results.append(result)
         shown = (f"{result.get('seconds', 0):.1f} s, +{result.get('extra_mb', 0):.0f} MiB, "
                  f"f={result['objective']:.1f}") if result["status"] == "ok" else result["status"]

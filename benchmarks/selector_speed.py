@@ -37,13 +37,11 @@ import gc
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _proc import cpu_seconds, peak_mb, reset_peak, status_mb
+from _proc import cpu_seconds, peak_mb, reset_peak, run_child, status_mb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = 10
@@ -134,24 +132,6 @@ def run_case(case: dict) -> dict:
     extra = max(0.0, status_mb("VmHWM") - resident) if hwm else extra_maxrss
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "baseline_mb": baseline,
             "extra_mb": extra, "extra_maxrss_mb": extra_maxrss, "k": budget}
-
-
-def spawn(case: dict, timeout: float, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    load = os.getloadavg()[0]
-    try:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(case)],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {**case, "status": f"timeout after {timeout:.0f} s", "load_avg": load}
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return {**case, "status": "error: " + (lines[-1] if lines else f"rc={proc.returncode}"),
-                "load_avg": load}
-    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok",
-            "load_avg": load}
 
 
 # ----------------------------------------------------------------- report
@@ -264,7 +244,7 @@ def main(argv=None):
             "threads": args.threads, "load_avg": os.getloadavg()[0],
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
     for case in cases:
-        result = spawn(case, args.timeout, args.threads)
+        result = run_child(__file__, case, args.timeout, args.threads)
         saved["results"][case_key(case)] = result
         shown = f"{result['seconds']:.2f} s, +{result['extra_mb']:.0f} MiB" \
             if result["status"] == "ok" else result["status"]
